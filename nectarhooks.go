@@ -1,0 +1,185 @@
+// Package nectarhooks receives Nectar's webhooks in Go: it verifies Svix
+// signatures on the raw body, decodes the five v2 event types into typed
+// structs, and routes each delivery to the callback registered for it.
+//
+// A receiver is a [Handler] with a callback per event it cares about:
+//
+//	h, err := nectarhooks.NewHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
+//		if e.Old.Status != nil {
+//			log.Printf("connection %s: %s -> %s", e.ID, *e.Old.Status, e.Status)
+//		}
+//		return nil
+//	})
+//	http.Handle("POST /webhooks/nectar", h)
+//
+// The Handler answers as Svix expects: 2xx once the callback has returned
+// nil (or when no callback is registered for the event type: a retry could
+// not help), 401 for a message that fails verification, and 5xx when a
+// callback fails, so that Svix delivers it again. Svix retries over about 28
+// hours and may deliver one message more than once: [Message.ID], from
+// [MessageFromContext], is the key to make callbacks idempotent.
+//
+// Services that route requests themselves can use [Verifier.Middleware],
+// which only verifies; [Verifier.Verify] and [Parse] are the two steps on
+// their own.
+package nectarhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// DefaultMaxBodyBytes is the largest request body read by default: Nectar's
+// payloads are a few KiB.
+const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultCallbackTimeout is how long a callback may run by default before
+// its context is cancelled: well inside the 15 seconds Svix waits for an
+// answer, so the answer still arrives in time.
+const DefaultCallbackTimeout = 10 * time.Second
+
+// An Option configures a Verifier or a Handler. The same options serve both
+// NewVerifier and NewHandler; each says which it affects.
+type Option func(*options) error
+
+type options struct {
+	secrets         []string
+	tolerance       time.Duration
+	clock           func() time.Time
+	maxBodyBytes    int64
+	logger          *slog.Logger
+	callbackTimeout time.Duration
+	onError         func(ctx context.Context, status int, err error)
+	idempotency     IdempotencyStore
+	async           *asyncConfig
+}
+
+func newOptions(opts []Option) (*options, error) {
+	o := &options{
+		tolerance:       DefaultTolerance,
+		clock:           time.Now,
+		maxBodyBytes:    DefaultMaxBodyBytes,
+		callbackTimeout: DefaultCallbackTimeout,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// errInvalidOption is wrapped by the errors of options given impossible
+// values, such as a negative tolerance.
+var errInvalidOption = errors.New("nectarhooks: invalid option")
+
+// WithSecrets accepts messages signed with any of more, in addition to the
+// secret passed to NewVerifier or NewHandler. During a secret rotation,
+// list the new secret and the old one until Svix has switched over. Each
+// follows the rules of NewVerifier. Default: none.
+func WithSecrets(more ...string) Option {
+	return func(o *options) error {
+		o.secrets = append(o.secrets, more...)
+		return nil
+	}
+}
+
+// WithTolerance sets how far a message's timestamp may be from the clock,
+// in either direction, before it is refused as a replay. It must be
+// positive. Default: DefaultTolerance (5 minutes).
+func WithTolerance(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithTolerance(%s): want a positive duration", errInvalidOption, d)
+		}
+		o.tolerance = d
+		return nil
+	}
+}
+
+// WithClock sets the clock timestamps are checked against, for tests.
+// Default: time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock(nil)", errInvalidOption)
+		}
+		o.clock = now
+		return nil
+	}
+}
+
+// WithMaxBodyBytes sets the largest request body the Handler and
+// Verifier.Middleware read; larger ones are answered 413 without reading
+// them further. It must be positive. Default: DefaultMaxBodyBytes (1 MiB).
+func WithMaxBodyBytes(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxBodyBytes(%d): want a positive size", errInvalidOption, n)
+		}
+		o.maxBodyBytes = n
+		return nil
+	}
+}
+
+// WithLogger sets where the Handler and Verifier.Middleware log refused
+// deliveries (warning), recovered panics with their stacks (error) and
+// acknowledged events that had no callback (debug, or info for event types
+// this version does not know). A nil logger logs nothing. Default:
+// slog.Default() at the time of each log record.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithCallbackTimeout sets how long a Handler's callback may run before
+// its context is cancelled; a callback that then returns an error gets a
+// 503, and Svix retries. Callbacks must watch their context: the answer
+// waits for the callback to return. It must be positive. Default:
+// DefaultCallbackTimeout (10 seconds, inside Svix's 15).
+func WithCallbackTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithCallbackTimeout(%s): want a positive duration", errInvalidOption, d)
+		}
+		o.callbackTimeout = d
+		return nil
+	}
+}
+
+// WithErrorHandler sets fn to be called once for every delivery the Handler
+// or Verifier.Middleware does not acknowledge with 2xx, and for every
+// callback that fails after an asynchronous Handler has answered. status is
+// the HTTP status answered, or 0 when the answer had already been sent. err
+// tells the cause apart with errors.Is and errors.As (see StatusCode), and
+// ctx holds the Message when the delivery was verified. fn runs on the
+// request's goroutine, so it should be quick. Default: none.
+func WithErrorHandler(fn func(ctx context.Context, status int, err error)) Option {
+	return func(o *options) error {
+		o.onError = fn
+		return nil
+	}
+}
+
+// log returns the logger to use now.
+func (o *options) log() *slog.Logger {
+	if o.logger != nil {
+		return o.logger
+	}
+	return slog.Default()
+}

@@ -1,0 +1,318 @@
+package nectarhooks
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrVerification matches, with errors.Is, every error that means a message
+// is not authentic or not fresh: ErrMissingHeaders, ErrInvalidHeaders,
+// ErrNoMatchingSignature, ErrMessageTooOld and ErrMessageTooNew. The Handler
+// answers all of them with 401.
+var ErrVerification = errors.New("nectarhooks: verification failed")
+
+// The reasons Verify refuses a message. Each matches itself and
+// ErrVerification with errors.Is, through any wrapping.
+var (
+	// ErrMissingHeaders: neither the svix-id, svix-timestamp and
+	// svix-signature headers nor the webhook-* ones are all present.
+	ErrMissingHeaders error = &verificationError{"missing svix-id, svix-timestamp or svix-signature header"}
+	// ErrInvalidHeaders: the timestamp is not a whole number of seconds,
+	// or the signature header holds no "version,signature" entry.
+	ErrInvalidHeaders error = &verificationError{"malformed signature headers"}
+	// ErrNoMatchingSignature: no v1 signature matches any accepted secret.
+	ErrNoMatchingSignature error = &verificationError{"no matching signature"}
+	// ErrMessageTooOld: the timestamp is further in the past than the
+	// tolerance allows; a replay, or a clock far behind.
+	ErrMessageTooOld error = &verificationError{"message timestamp too old"}
+	// ErrMessageTooNew: the timestamp is further in the future than the
+	// tolerance allows.
+	ErrMessageTooNew error = &verificationError{"message timestamp too new"}
+)
+
+// ErrInvalidSecret is the error, matched with errors.Is, of a signing
+// secret that cannot be used. The message says what is expected and never
+// repeats the secret.
+var ErrInvalidSecret = errors.New("nectarhooks: invalid signing secret")
+
+type verificationError struct{ msg string }
+
+func (e *verificationError) Error() string        { return "nectarhooks: " + e.msg }
+func (e *verificationError) Is(target error) bool { return target == ErrVerification }
+
+// DefaultTolerance is how far a message's timestamp may be from the
+// receiver's clock, in either direction, before Verify refuses it: the
+// value the Svix libraries use.
+const DefaultTolerance = 5 * time.Minute
+
+// secretPrefix starts every Svix signing secret.
+const secretPrefix = "whsec_"
+
+// MinKeyBytes is the shortest signing key NewVerifier accepts. Svix's keys
+// are 24 bytes; anything shorter than 16 is a truncated or mistyped secret.
+const MinKeyBytes = 16
+
+// A Verifier checks the signatures of Svix-delivered webhooks, the
+// scheme also published as Standard Webhooks. It is safe for concurrent use,
+// and Verify allocates nothing when the message is authentic.
+//
+// Its decisions are those of the official Svix Go library's Verify (the
+// package's tests compare the two on many mutated messages), with these
+// deliberate differences:
+//   - header maps with lower-case or otherwise non-canonical keys, as AWS
+//     Lambda and some proxies hand over, are read too (Svix's finds only
+//     canonical keys);
+//   - white space around a secret is trimmed, and "whsec_" is optional;
+//   - several secrets may be accepted at once, for rotation (WithSecrets);
+//   - secrets that decode to fewer than MinKeyBytes bytes are refused;
+//   - the tolerance and the clock can be set (WithTolerance, WithClock).
+type Verifier struct {
+	keys []macKey
+	opts *options
+}
+
+// macKey is one accepted key, with a pool of HMAC states for it: creating
+// an HMAC costs allocations and two SHA-256 blocks, resetting one neither.
+type macKey struct {
+	pool *sync.Pool // of *macState
+}
+
+type macState struct {
+	mac    hash.Hash
+	prefix []byte // "id.timestamp." of the message being checked
+	sum    [sha256.Size]byte
+	want   [44]byte // base64 of sum: what a matching v1 signature reads
+	got    [44]byte // a received signature, copied so no conversion allocates
+}
+
+func newMACKey(key []byte) macKey {
+	key = append([]byte(nil), key...)
+	return macKey{pool: &sync.Pool{New: func() any {
+		return &macState{mac: hmac.New(sha256.New, key), prefix: make([]byte, 0, 64)}
+	}}}
+}
+
+// NewVerifier returns a Verifier for an endpoint's signing secret, as the
+// Svix portal shows it: "whsec_" followed by the base64 of the key. The
+// prefix is optional and white space around the secret (a trailing newline
+// from a file or environment variable) is ignored. It fails with an error
+// matching ErrInvalidSecret when a secret is empty, not base64, or shorter
+// than MinKeyBytes. Options that only concern a Handler are ignored.
+func NewVerifier(secret string, opts ...Option) (*Verifier, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	key, err := DecodeSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	return newVerifier(key, o)
+}
+
+// NewVerifierRaw is NewVerifier for a key that is already decoded: the raw
+// bytes, not "whsec_..." text. It keeps a copy of key.
+func NewVerifierRaw(key []byte, opts ...Option) (*Verifier, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	return newVerifier(key, o)
+}
+
+func newVerifier(key []byte, o *options) (*Verifier, error) {
+	v := &Verifier{opts: o, keys: []macKey{newMACKey(key)}}
+	for i, s := range o.secrets {
+		k, err := DecodeSecret(s)
+		if err != nil {
+			return nil, fmt.Errorf("WithSecrets, secret %d: %w", i+1, err)
+		}
+		v.keys = append(v.keys, newMACKey(k))
+	}
+	return v, nil
+}
+
+// DecodeSecret returns the key of a "whsec_..." signing secret, applying
+// the rules of NewVerifier. Padded and unpadded base64 are both accepted.
+func DecodeSecret(secret string) ([]byte, error) {
+	s := strings.TrimPrefix(strings.TrimSpace(secret), secretPrefix)
+	if s == "" {
+		return nil, fmt.Errorf("%w: the secret is empty; want whsec_ followed by base64, as the endpoint's page in the Svix portal shows it", ErrInvalidSecret)
+	}
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		key, err = base64.RawStdEncoding.DecodeString(s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: the part after whsec_ is not standard base64; want whsec_ followed by base64, as the endpoint's page in the Svix portal shows it", ErrInvalidSecret)
+	}
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+func checkKey(key []byte) error {
+	if len(key) < MinKeyBytes {
+		return fmt.Errorf("%w: the key is %d bytes, want at least %d; is the secret truncated?", ErrInvalidSecret, len(key), MinKeyBytes)
+	}
+	return nil
+}
+
+// Verify reports whether payload, the request body exactly as received, is
+// a message Svix signed with one of the Verifier's secrets, recently. It
+// returns nil for an authentic message, or an error matching
+// ErrVerification and one of ErrMissingHeaders, ErrInvalidHeaders,
+// ErrNoMatchingSignature, ErrMessageTooOld or ErrMessageTooNew.
+//
+// It reads the svix-id, svix-timestamp and svix-signature headers or, when
+// any of those is missing, webhook-id, webhook-timestamp and
+// webhook-signature. The signature header is a space-separated list of
+// "version,base64" entries: the message is authentic if any "v1" entry is
+// the HMAC-SHA256 of "id.timestamp.payload" under any accepted key, compared
+// in constant time. Entries of other versions are skipped.
+//
+// Verify the bytes as they arrived: a body decoded and encoded again,
+// even with the same content, no longer matches its signature.
+func (v *Verifier) Verify(payload []byte, header http.Header) error {
+	_, _, err := v.verify(payload, header)
+	return err
+}
+
+// verify is Verify, returning the message id and timestamp it checked.
+func (v *Verifier) verify(payload []byte, header http.Header) (id string, ts int64, err error) {
+	id, tsText, sigs := headerValue(header, "Svix-Id"), headerValue(header, "Svix-Timestamp"), headerValue(header, "Svix-Signature")
+	if id == "" || tsText == "" || sigs == "" {
+		id, tsText, sigs = headerValue(header, "Webhook-Id"), headerValue(header, "Webhook-Timestamp"), headerValue(header, "Webhook-Signature")
+		if id == "" || tsText == "" || sigs == "" {
+			return "", 0, ErrMissingHeaders
+		}
+	}
+	ts, err = strconv.ParseInt(tsText, 10, 64)
+	if err != nil {
+		return "", 0, ErrInvalidHeaders
+	}
+	if err := v.checkTimestamp(ts); err != nil {
+		return "", 0, err
+	}
+	if v.match(id, ts, payload, sigs) {
+		return id, ts, nil
+	}
+	if !hasEntry(sigs) {
+		return "", 0, ErrInvalidHeaders
+	}
+	return "", 0, ErrNoMatchingSignature
+}
+
+// checkTimestamp applies the tolerance exactly as the Svix Go library does:
+// too old by more than the tolerance measured to the nanosecond, too new by
+// more than the tolerance in whole seconds.
+func (v *Verifier) checkTimestamp(ts int64) error {
+	now, tolerance := v.opts.clock(), v.opts.tolerance
+	sent := time.Unix(ts, 0)
+	if now.Sub(sent) > tolerance {
+		return fmt.Errorf("%w: sent %s before the receiver's clock, tolerance %s", ErrMessageTooOld, now.Sub(sent).Truncate(time.Second), tolerance)
+	}
+	if sent.Unix() > now.Add(tolerance).Unix() {
+		return fmt.Errorf("%w: sent %s after the receiver's clock, tolerance %s", ErrMessageTooNew, sent.Sub(now).Truncate(time.Second), tolerance)
+	}
+	return nil
+}
+
+// match reports whether any v1 entry of sigs is the signature of the
+// message under any key.
+func (v *Verifier) match(id string, ts int64, payload []byte, sigs string) bool {
+	matched := false
+	for i := range v.keys {
+		st := v.keys[i].pool.Get().(*macState)
+		st.sign(id, ts, payload)
+		for rest := sigs; rest != "" && !matched; {
+			var entry string
+			entry, rest, _ = strings.Cut(rest, " ")
+			version, sig, ok := strings.Cut(entry, ",")
+			if !ok || version != "v1" {
+				continue
+			}
+			// Like Svix, take the signature up to a second comma, if any.
+			sig, _, _ = strings.Cut(sig, ",")
+			// Lengths are public, and a signature of another length
+			// cannot match; equal-length ones compare in constant time.
+			if len(sig) == len(st.want) && subtle.ConstantTimeCompare(st.want[:], st.got[:copy(st.got[:], sig)]) == 1 {
+				matched = true
+			}
+		}
+		v.keys[i].pool.Put(st)
+		if matched {
+			return true
+		}
+	}
+	return false
+}
+
+// sign computes the base64 v1 signature of a message into st.want.
+func (st *macState) sign(id string, ts int64, payload []byte) {
+	// Svix signs the timestamp as it parsed it, so a header of
+	// "+1614265330" is signed as "1614265330".
+	st.prefix = append(st.prefix[:0], id...)
+	st.prefix = append(st.prefix, '.')
+	st.prefix = strconv.AppendInt(st.prefix, ts, 10)
+	st.prefix = append(st.prefix, '.')
+	st.mac.Reset()
+	st.mac.Write(st.prefix)
+	st.mac.Write(payload)
+	st.mac.Sum(st.sum[:0])
+	base64.StdEncoding.Encode(st.want[:], st.sum[:])
+}
+
+// hasEntry reports whether sigs holds any "version,signature" entry.
+func hasEntry(sigs string) bool {
+	for _, entry := range strings.Split(sigs, " ") {
+		if strings.Contains(entry, ",") {
+			return true
+		}
+	}
+	return false
+}
+
+// Sign returns the svix-signature header value Svix would send for the
+// message: "v1," and the base64 HMAC-SHA256 of "id.timestamp.payload" under
+// the Verifier's first secret. It is meant for tests and demos; a receiver
+// never needs it.
+func (v *Verifier) Sign(id string, timestamp time.Time, payload []byte) string {
+	st := v.keys[0].pool.Get().(*macState)
+	defer v.keys[0].pool.Put(st)
+	st.sign(id, timestamp.Unix(), payload)
+	return "v1," + string(st.want[:])
+}
+
+// headerValue returns the first value of the header named by canonical,
+// looked up as net/http stores it and, failing that, under any spelling:
+// header maps built by hand or by AWS Lambda adapters often have lower-case
+// keys, which http.Header.Get does not find.
+func headerValue(h http.Header, canonical string) string {
+	if vs, ok := h[canonical]; ok {
+		if len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	for k, vs := range h {
+		if len(vs) > 0 && strings.EqualFold(k, canonical) {
+			return vs[0]
+		}
+	}
+	return ""
+}
