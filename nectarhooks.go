@@ -59,6 +59,7 @@ type options struct {
 	onError         func(ctx context.Context, status int, err error)
 	idempotency     IdempotencyStore
 	async           *asyncConfig
+	queue           Queue
 }
 
 func newOptions(opts []Option) (*options, error) {

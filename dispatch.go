@@ -1,0 +1,582 @@
+package nectarhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+)
+
+// Errors the Handler answers with, beside the verification errors (401) and
+// ErrInvalidPayload (400). StatusCode maps each to its HTTP status.
+var (
+	// ErrMethodNotAllowed: the request was not a POST (405).
+	ErrMethodNotAllowed = errors.New("nectarhooks: method not allowed, want POST")
+	// ErrBodyTooLarge: the body is longer than WithMaxBodyBytes allows (413).
+	ErrBodyTooLarge = errors.New("nectarhooks: request body too large")
+	// ErrReadBody: the body could not be read, as when the client went away (400).
+	ErrReadBody = errors.New("nectarhooks: reading the request body")
+	// ErrCallbackTimeout: a callback returned an error after its deadline
+	// (WithCallbackTimeout) had passed (503).
+	ErrCallbackTimeout = errors.New("nectarhooks: callback deadline exceeded")
+)
+
+// CallbackError is the error of a callback that returned an error,
+// panicked or overran its deadline. Err is the callback's error, a
+// *PanicError, or an error matching both ErrCallbackTimeout and the
+// callback's own error.
+type CallbackError struct {
+	EventType EventType // the event type the callback was chosen by
+	MessageID string    // the message's svix-id
+	Err       error
+}
+
+// Error says which message and event type failed, and why.
+func (e *CallbackError) Error() string {
+	return fmt.Sprintf("nectarhooks: callback for %s (message %s): %v", e.EventType, e.MessageID, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *CallbackError) Unwrap() error { return e.Err }
+
+// PanicError is a panic recovered from a callback, with the stack of the
+// goroutine that panicked.
+type PanicError struct {
+	Value any    // the value passed to panic
+	Stack []byte // from runtime/debug.Stack
+}
+
+// Error describes the panic value; the stack is left to loggers.
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// StatusCode returns the HTTP status a Handler answers for err, as returned
+// by Handler.Dispatch or passed to the error handler: 200 for nil, 405, 413,
+// 401 for verification errors, 400 for invalid payloads, 409 for a message
+// still being processed by an earlier delivery, 503 for a full queue, a
+// callback timeout or an unavailable idempotency store, and 500 for other
+// callback failures. It lets code that does not use net/http, such as an
+// AWS Lambda function, answer as the Handler would.
+func StatusCode(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, ErrMethodNotAllowed):
+		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrVerification):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrInvalidPayload), errors.Is(err, ErrReadBody):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrInFlight):
+		return http.StatusConflict
+	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrCallbackTimeout),
+		errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// Message is a verified delivery: what Svix sent, before or beside its
+// decoding. MessageFromContext finds it in every callback's context and in
+// the request context Verifier.Middleware passes on.
+type Message struct {
+	// ID is the svix-id header: the same for every delivery attempt of one
+	// message, so the key for making callbacks idempotent.
+	ID string
+	// Timestamp is when Svix signed this attempt, from svix-timestamp.
+	Timestamp time.Time
+	// EventType is the payload's event type, as Parse resolves it; empty
+	// when it could not be told.
+	EventType EventType
+	// Payload is the request body exactly as received and verified. Treat
+	// it as read-only.
+	Payload []byte
+}
+
+type messageKey struct{}
+
+// MessageFromContext returns the verified Message that ctx carries, and
+// whether it carries one.
+func MessageFromContext(ctx context.Context) (Message, bool) {
+	m, ok := ctx.Value(messageKey{}).(*Message)
+	if !ok {
+		return Message{}, false
+	}
+	return *m, true
+}
+
+// ContextWithMessage returns a copy of ctx that carries m, for code that
+// calls callbacks itself, such as tests.
+func ContextWithMessage(ctx context.Context, m Message) context.Context {
+	return context.WithValue(ctx, messageKey{}, &m)
+}
+
+// Handler is an http.Handler that verifies each delivery, decodes it and
+// calls the callback registered for its event type. Register callbacks
+// with the On methods, before or while serving: registration is safe for
+// concurrent use, and a later registration replaces an earlier one.
+//
+// ServeHTTP answers, in this order:
+//
+//	not a POST                          405, with Allow: POST
+//	body over WithMaxBodyBytes          413 (checked before reading, and while reading)
+//	verification fails                  401; nothing is decoded or called
+//	body is not a valid payload         400 (see Parse)
+//	same message still being processed  409, with WithIdempotency
+//	no callback for the event type      200: acknowledged, since a retry cannot help
+//	callback returns an error           500, so that Svix retries
+//	callback panics                     500; the panic is recovered and logged with its stack
+//	callback overruns its deadline      503; its context is cancelled at the deadline
+//	queue full, with WithAsync          503
+//	otherwise                           200 (202 with WithAsync)
+//
+// The body of an answer is a short plain-text reason, never secret
+// material. Every answer other than 2xx reaches the error handler
+// (WithErrorHandler) with an error that StatusCode maps to its status.
+type Handler struct {
+	verifier *Verifier
+	opts     *options
+	async    *asyncQueue // nil unless WithAsync
+
+	onConnectionCreated   atomic.Pointer[func(context.Context, *ConnectionCreated) error]
+	onConnectionUpdated   atomic.Pointer[func(context.Context, *ConnectionUpdated) error]
+	onConnectionValidated atomic.Pointer[func(context.Context, *ConnectionValidated) error]
+	onDocumentCreated     atomic.Pointer[func(context.Context, *DocumentCreated) error]
+	onDocumentUpdated     atomic.Pointer[func(context.Context, *DocumentUpdated) error]
+	onUnhandled           atomic.Pointer[func(context.Context, Message) error]
+}
+
+// NewHandler returns a Handler for an endpoint's signing secret, which
+// follows the rules of NewVerifier. Every Option applies; the defaults are
+// those each Option documents.
+func NewHandler(secret string, opts ...Option) (*Handler, error) {
+	v, err := NewVerifier(secret, opts...)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{verifier: v, opts: v.opts}
+	if v.opts.async != nil && v.opts.queue != nil {
+		return nil, fmt.Errorf("%w: WithAsync and WithQueue cannot be combined", errInvalidOption)
+	}
+	if v.opts.async != nil {
+		h.async = newAsyncQueue(h, *v.opts.async)
+	}
+	return h, nil
+}
+
+// Verifier returns the Verifier the Handler checks signatures with.
+func (h *Handler) Verifier() *Verifier { return h.verifier }
+
+// OnConnectionCreated sets the callback for connection.created.v2 events,
+// replacing any earlier one; nil removes it.
+func (h *Handler) OnConnectionCreated(fn func(context.Context, *ConnectionCreated) error) {
+	register(&h.onConnectionCreated, fn)
+}
+
+// OnConnectionUpdated sets the callback for connection.updated.v2 events,
+// replacing any earlier one; nil removes it.
+func (h *Handler) OnConnectionUpdated(fn func(context.Context, *ConnectionUpdated) error) {
+	register(&h.onConnectionUpdated, fn)
+}
+
+// OnConnectionValidated sets the callback for connection.validated.v2
+// events, replacing any earlier one; nil removes it.
+func (h *Handler) OnConnectionValidated(fn func(context.Context, *ConnectionValidated) error) {
+	register(&h.onConnectionValidated, fn)
+}
+
+// OnDocumentCreated sets the callback for document.created.v2 events,
+// replacing any earlier one; nil removes it.
+func (h *Handler) OnDocumentCreated(fn func(context.Context, *DocumentCreated) error) {
+	register(&h.onDocumentCreated, fn)
+}
+
+// OnDocumentUpdated sets the callback for document.updated.v2 events,
+// replacing any earlier one; nil removes it.
+func (h *Handler) OnDocumentUpdated(fn func(context.Context, *DocumentUpdated) error) {
+	register(&h.onDocumentUpdated, fn)
+}
+
+// OnUnhandled sets the callback for every verified message no typed
+// callback takes: event types without a callback, and event types this
+// version does not know. Without it such messages are acknowledged with 200
+// and logged. nil removes it.
+func (h *Handler) OnUnhandled(fn func(context.Context, Message) error) {
+	register(&h.onUnhandled, fn)
+}
+
+// register stores fn, or clears the slot for nil.
+func register[A any](p *atomic.Pointer[func(context.Context, A) error], fn func(context.Context, A) error) {
+	if fn == nil {
+		p.Store(nil)
+		return
+	}
+	p.Store(&fn)
+}
+
+// ServeHTTP handles one delivery as the Handler's doc comment describes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, h.opts.maxBodyBytes)
+	if err == nil {
+		var msg *Message
+		var ev Event
+		msg, ev, err = h.verifyAndParse(body, r.Header)
+		if err == nil {
+			ctx := context.WithValue(r.Context(), messageKey{}, msg)
+			if h.queued() {
+				if err = h.enqueue(ctx, msg, ev); err == nil {
+					answer(w, http.StatusAccepted, "accepted")
+					return
+				}
+			} else if err = h.process(ctx, msg, ev); err == nil {
+				answer(w, http.StatusOK, "ok")
+				return
+			}
+			if text, ok := acknowledged(err, msg); ok {
+				answer(w, http.StatusOK, text)
+				return
+			}
+			r = r.WithContext(ctx)
+		}
+	}
+	h.opts.fail(w, r, err)
+}
+
+// queued reports whether the Handler answers before running callbacks.
+func (h *Handler) queued() bool { return h.async != nil || h.opts.queue != nil }
+
+// enqueue hands a verified message to the in-memory queue or to the
+// Queue of WithQueue.
+func (h *Handler) enqueue(ctx context.Context, msg *Message, ev Event) error {
+	if h.async != nil {
+		return h.async.enqueue(ctx, msg, ev)
+	}
+	if err := h.opts.queue.Enqueue(ctx, *msg); err != nil {
+		if errors.Is(err, ErrQueueFull) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrQueueFull, err)
+	}
+	return nil
+}
+
+// errUnhandled and errDuplicate are process's reports of a message it
+// acknowledged without running a callback: none was registered for it, or
+// the idempotency store had it as processed already.
+var (
+	errUnhandled = errors.New("nectarhooks: no callback")
+	errDuplicate = errors.New("nectarhooks: already processed")
+)
+
+// acknowledged reports whether err is one of process's acknowledgements,
+// and the text to answer with.
+func acknowledged(err error, msg *Message) (string, bool) {
+	switch err {
+	case errUnhandled:
+		return "acknowledged: no callback for " + string(msg.EventType), true
+	case errDuplicate:
+		return "acknowledged: message already processed", true
+	}
+	return "", false
+}
+
+// Dispatch handles a delivery that did not arrive through net/http, such as
+// one taken from a queue or passed to an AWS Lambda function: it verifies
+// payload against header, decodes it and calls the callback, exactly as
+// ServeHTTP would. It returns nil when ServeHTTP would answer 2xx, and
+// otherwise the error ServeHTTP would answer for (StatusCode gives the
+// status). Dispatch does not call the error handler: the caller has the
+// error. With WithAsync it queues the message as ServeHTTP does.
+func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Header) error {
+	msg, ev, err := h.verifyAndParse(payload, header)
+	if err != nil {
+		return err
+	}
+	ctx = context.WithValue(ctx, messageKey{}, msg)
+	if h.queued() {
+		err := h.enqueue(ctx, msg, ev)
+		if _, ack := acknowledged(err, msg); ack {
+			return nil
+		}
+		return err
+	}
+	if err := h.process(ctx, msg, ev); err != nil {
+		if _, ok := acknowledged(err, msg); !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// DispatchVerified decodes msg.Payload and calls the callback, without
+// verifying a signature: for messages verified earlier, such as those
+// Verifier.Middleware passed on and a service stored to process later, or
+// replays from such storage, whose timestamps are long past the tolerance.
+// Never pass it a payload that was not verified. It ignores WithAsync and
+// returns what Dispatch would.
+func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
+	ev, err := Parse(msg.Payload)
+	if err != nil {
+		return err
+	}
+	msg.EventType = ev.Type()
+	ctx = context.WithValue(ctx, messageKey{}, &msg)
+	if err := h.process(ctx, &msg, ev); err != nil {
+		if _, ok := acknowledged(err, &msg); !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyAndParse checks the signature, then decodes the payload.
+func (h *Handler) verifyAndParse(payload []byte, header http.Header) (*Message, Event, error) {
+	id, ts, err := h.verifier.verify(payload, header)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := Parse(payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Message{ID: id, Timestamp: time.Unix(ts, 0), EventType: ev.Type(), Payload: payload}, ev, nil
+}
+
+// process runs the callback for one verified message under the idempotency
+// store, if any. It returns errUnhandled or errDuplicate when it
+// acknowledged the message without a callback.
+func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
+	if err := h.claim(ctx, msg); err != nil {
+		return err
+	}
+	err := h.call(ctx, msg, ev)
+	h.settle(ctx, msg, err)
+	return err
+}
+
+// claim asks the idempotency store, if any, whether msg may be processed
+// now: nil if so, errDuplicate if it was processed already, ErrInFlight if
+// an earlier delivery of it is being processed.
+func (h *Handler) claim(ctx context.Context, msg *Message) error {
+	store := h.opts.idempotency
+	if store == nil {
+		return nil
+	}
+	claim, err := store.Claim(ctx, msg.ID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	case claim == ClaimDone:
+		return errDuplicate
+	case claim == ClaimInFlight:
+		return ErrInFlight
+	}
+	return nil
+}
+
+// settle records the outcome of a claimed message in the idempotency store:
+// processed when err is nil or an acknowledgement, released for a retry
+// otherwise.
+func (h *Handler) settle(ctx context.Context, msg *Message, err error) {
+	store := h.opts.idempotency
+	if store == nil {
+		return
+	}
+	// The outcome is recorded even when the request's context has ended:
+	// an id left claimed would refuse every retry until its lease expires.
+	ctx = context.WithoutCancel(ctx)
+	if _, ack := acknowledged(err, msg); err != nil && !ack {
+		if rerr := store.Release(ctx, msg.ID); rerr != nil {
+			h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: releasing an idempotency claim failed; retries are refused until it expires",
+				slog.String("message_id", msg.ID), slog.Any("error", rerr))
+		}
+		return
+	}
+	if cerr := store.Complete(ctx, msg.ID); cerr != nil {
+		h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: recording a processed message failed; a redelivery would run its callback again",
+			slog.String("message_id", msg.ID), slog.Any("error", cerr))
+	}
+}
+
+// call runs the callback for ev under the callback deadline, turning a
+// returned error, a panic or an overrun into a *CallbackError.
+func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.callbackTimeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			perr := &PanicError{Value: v, Stack: debug.Stack()}
+			h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: callback panicked",
+				slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)),
+				slog.Any("panic", v), slog.String("stack", string(perr.Stack)))
+			err = &CallbackError{EventType: msg.EventType, MessageID: msg.ID, Err: perr}
+		}
+	}()
+	handled, err := h.callTyped(ctx, msg, ev)
+	if !handled {
+		if handled, err = callback(ctx, &h.onUnhandled, *msg); !handled {
+			h.logUnhandled(ctx, msg)
+			return errUnhandled
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("%w after %s: %w", ErrCallbackTimeout, h.opts.callbackTimeout, err)
+	}
+	return &CallbackError{EventType: msg.EventType, MessageID: msg.ID, Err: err}
+}
+
+// callTyped runs the typed callback registered for ev, if there is one.
+func (h *Handler) callTyped(ctx context.Context, msg *Message, ev Event) (bool, error) {
+	switch e := ev.(type) {
+	case *ConnectionCreated:
+		return callback(ctx, &h.onConnectionCreated, e)
+	case *ConnectionUpdated:
+		return callback(ctx, &h.onConnectionUpdated, e)
+	case *ConnectionValidated:
+		return callback(ctx, &h.onConnectionValidated, e)
+	case *DocumentCreated:
+		return callback(ctx, &h.onDocumentCreated, e)
+	case *DocumentUpdated:
+		return callback(ctx, &h.onDocumentUpdated, e)
+	}
+	return false, nil
+}
+
+func callback[A any](ctx context.Context, p *atomic.Pointer[func(context.Context, A) error], e A) (bool, error) {
+	fn := p.Load()
+	if fn == nil {
+		return false, nil
+	}
+	return true, (*fn)(ctx, e)
+}
+
+func (h *Handler) logUnhandled(ctx context.Context, msg *Message) {
+	level, what := slog.LevelDebug, "nectarhooks: no callback for event type; acknowledged"
+	if !msg.EventType.Known() {
+		level, what = slog.LevelInfo, "nectarhooks: event type this version does not know; acknowledged"
+	}
+	h.opts.log().LogAttrs(ctx, level, what,
+		slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)))
+}
+
+// Middleware returns a handler that verifies each request and passes only
+// authentic ones to next, for services that route and decode deliveries
+// themselves. next reads the same body bytes from r.Body and finds the
+// Message in r.Context() (MessageFromContext). A request that fails answers
+// as a Handler would (405, 413, 400 or 401), reaches the error handler, and
+// never reaches next.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(w, r, v.opts.maxBodyBytes)
+		if err == nil {
+			var id string
+			var ts int64
+			if id, ts, err = v.verify(body, r.Header); err == nil {
+				msg := &Message{ID: id, Timestamp: time.Unix(ts, 0), EventType: PeekEventType(body), Payload: body}
+				r = r.WithContext(context.WithValue(r.Context(), messageKey{}, msg))
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		v.opts.fail(w, r, err)
+	})
+}
+
+// readBody reads a POST request's body, refusing other methods and bodies
+// over max bytes.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, ErrMethodNotAllowed
+	}
+	if r.ContentLength > max {
+		return nil, ErrBodyTooLarge
+	}
+	if r.ContentLength >= 0 {
+		// The common case: one allocation of the exact size. net/http
+		// stops the body at Content-Length, so it cannot run over.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrReadBody, err)
+		}
+		return body, nil
+	}
+	body := make([]byte, 0, 4096)
+	for {
+		if int64(len(body)) > max {
+			return nil, ErrBodyTooLarge
+		}
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := r.Body.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrReadBody, err)
+		}
+	}
+	if int64(len(body)) > max {
+		return nil, ErrBodyTooLarge
+	}
+	return body, nil
+}
+
+// fail answers a refused delivery, logs it, and tells the error handler.
+func (o *options) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := StatusCode(err)
+	answer(w, status, reason(status, err))
+	ctx := r.Context()
+	if status != http.StatusInternalServerError || !isPanic(err) {
+		// Panics were logged with their stacks where they were recovered.
+		o.log().LogAttrs(ctx, slog.LevelWarn, "nectarhooks: delivery refused",
+			slog.Int("status", status), slog.Any("error", err))
+	}
+	if o.onError != nil {
+		o.onError(ctx, status, err)
+	}
+}
+
+func isPanic(err error) bool {
+	var p *PanicError
+	return errors.As(err, &p)
+}
+
+// reason is the text of a refusal: the error's own words where they help
+// the sender and reveal nothing, a fixed phrase for callback failures,
+// whose errors are the service's business.
+func reason(status int, err error) string {
+	switch status {
+	case http.StatusInternalServerError:
+		return "callback failed"
+	case http.StatusServiceUnavailable:
+		if errors.Is(err, ErrCallbackTimeout) {
+			return "callback deadline exceeded"
+		}
+	}
+	return err.Error()
+}
+
+func answer(w http.ResponseWriter, status int, text string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, text+"\n")
+}
