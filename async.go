@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 )
 
@@ -118,14 +117,7 @@ func (q *asyncQueue) work() {
 		err := q.h.call(j.ctx, j.msg, j.ev)
 		q.h.settle(j.ctx, j.msg, err)
 		if _, ack := acknowledged(err, j.msg); err != nil && !ack {
-			o := q.h.opts
-			if !isPanic(err) {
-				o.log().LogAttrs(j.ctx, slog.LevelError, "nectarhooks: callback failed after the delivery was acknowledged",
-					slog.String("message_id", j.msg.ID), slog.Any("error", err))
-			}
-			if o.onError != nil {
-				o.onError(j.ctx, 0, err)
-			}
+			q.h.opts.report(j.ctx, 0, err)
 		}
 	}
 }

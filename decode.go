@@ -38,6 +38,53 @@ type decoder struct {
 	// document has none.
 	mask     eventKind
 	typeErrs []typeError
+
+	// strs is the unused rest of a block of strings that []string fields
+	// and *string fields are cut from: a payload's few small string slices
+	// and pointers then cost one allocation between them, not one each.
+	strs []string
+}
+
+// stringBlock is the size of a new block of strs: enough for every
+// []string and *string of a documented payload.
+const stringBlock = 8
+
+// take returns a zeroed []string of length and capacity n cut from the
+// block, starting a new block when the rest is too small. The capacity is
+// capped so that appending to one field's slice cannot write into another's.
+func (d *decoder) take(n int) []string {
+	if n > len(d.strs) {
+		d.strs = make([]string, max(n, stringBlock))
+	}
+	s := d.strs[:n:n]
+	d.strs = d.strs[n:]
+	return s
+}
+
+// countElements counts the elements of the array at the current position
+// without consuming it or reporting errors; decoding it reports them.
+func (d *decoder) countElements() int {
+	pos, depth := d.pos, d.depth
+	n := 0
+	for first := true; d.next('[', ']', &first); n++ {
+		d.skipValue()
+	}
+	d.pos, d.depth, d.err = pos, depth, nil
+	return n
+}
+
+// stringPointer is pointer for a *string field, cutting a new target from
+// the block.
+func (d *decoder) stringPointer(p **string) (*string, bool) {
+	if d.ws() == 'n' {
+		d.null()
+		*p = nil
+		return nil, false
+	}
+	if *p == nil {
+		*p = &d.take(1)[0]
+	}
+	return *p, true
 }
 
 type typeError struct {
@@ -191,7 +238,7 @@ func (d *decoder) old(o *wireOld) {
 		switch matchField(key, oldFields) {
 		case 0:
 			d.mask = kindsUpdated
-			if p, ok := pointer(d, &o.ID); ok {
+			if p, ok := d.stringPointer(&o.ID); ok {
 				d.stringInto(p, "old", "id")
 			}
 		case 1:
@@ -209,12 +256,12 @@ func (d *decoder) old(o *wireOld) {
 			d.siteRelations(&o.SitesRelations, "old.sitesRelations", "old.sitesRelations.site")
 		case 4:
 			d.mask = kindConnectionUpdated
-			if p, ok := pointer(d, &o.Status); ok {
-				d.stringInto((*string)(p), "old", "status")
+			if p, ok := d.stringPointer(&o.Status); ok {
+				d.stringInto(p, "old", "status")
 			}
 		case 5:
 			d.mask = kindConnectionUpdated
-			if p, ok := pointer(d, &o.URL); ok {
+			if p, ok := d.stringPointer(&o.URL); ok {
 				d.stringInto(p, "old", "url")
 			}
 		case 6:
@@ -370,6 +417,12 @@ func (d *decoder) strings(dst *[]string, parent, name string) {
 		return
 	}
 	s, i := *dst, 0
+	if s == nil {
+		// A key seen once, as usual: cut the slice to size from the block.
+		// (A repeated key decodes into what the first left, as encoding/json
+		// does, so that case keeps growing its slice.)
+		s = d.take(d.countElements())
+	}
 	for first := true; d.next('[', ']', &first); i++ {
 		s = extend(s, i)
 		d.stringInto(&s[i], parent, name)
@@ -748,6 +801,9 @@ func (d *decoder) peek() (typ EventType, protectedChanges, connectionFields, sit
 				continue
 			case 'n':
 				typ = ""
+			default:
+				// Parse rejects a non-string eventType, so cannot type it.
+				return "", false, false, false, false, false
 			}
 		case 3, 4:
 			connectionFields = true

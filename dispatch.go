@@ -115,7 +115,28 @@ func MessageFromContext(ctx context.Context) (Message, bool) {
 // ContextWithMessage returns a copy of ctx that carries m, for code that
 // calls callbacks itself, such as tests.
 func ContextWithMessage(ctx context.Context, m Message) context.Context {
-	return context.WithValue(ctx, messageKey{}, &m)
+	return &msgContext{Context: ctx, msg: m}
+}
+
+// msgContext is context.WithValue(parent, messageKey{}, &msg) in one
+// allocation instead of two (the Message and the context), on every
+// delivery. Like the context package's own value context it embeds its
+// parent, so cancellation, deadlines and other values are the parent's and
+// contexts derived from it find the parent's cancellation directly.
+type msgContext struct {
+	context.Context
+	msg Message
+}
+
+func (c *msgContext) Value(key any) any {
+	if key == (messageKey{}) {
+		return &c.msg
+	}
+	return c.Context.Value(key)
+}
+
+func (c *msgContext) String() string {
+	return fmt.Sprintf("%v.WithMessage(%s)", c.Context, c.msg.ID)
 }
 
 // Handler is an http.Handler that verifies each delivery, decodes it and
@@ -132,14 +153,15 @@ func ContextWithMessage(ctx context.Context, m Message) context.Context {
 //	same message still being processed  409, with WithIdempotency
 //	no callback for the event type      200: acknowledged, since a retry cannot help
 //	callback returns an error           500, so that Svix retries
-//	callback panics                     500; the panic is recovered and logged with its stack
+//	callback panics                     500; the panic is recovered, its stack kept in a *PanicError
 //	callback overruns its deadline      503; its context is cancelled at the deadline
 //	queue full, with WithAsync          503
 //	otherwise                           200 (202 with WithAsync)
 //
 // The body of an answer is a short plain-text reason, never secret
 // material. Every answer other than 2xx reaches the error handler
-// (WithErrorHandler) with an error that StatusCode maps to its status.
+// (WithErrorHandler), or else the log, with an error that StatusCode maps
+// to its status.
 type Handler struct {
 	verifier *Verifier
 	opts     *options
@@ -224,27 +246,29 @@ func register[A any](p *atomic.Pointer[func(context.Context, A) error], fn func(
 // ServeHTTP handles one delivery as the Handler's doc comment describes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, h.opts.maxBodyBytes)
+	if err != nil {
+		h.opts.fail(w, r, err)
+		return
+	}
+	ctx, ev, err := h.open(r.Context(), body, r.Header)
 	if err == nil {
-		var msg *Message
-		var ev Event
-		msg, ev, err = h.verifyAndParse(body, r.Header)
-		if err == nil {
-			ctx := context.WithValue(r.Context(), messageKey{}, msg)
-			if h.queued() {
-				if err = h.enqueue(ctx, msg, ev); err == nil {
-					answer(w, http.StatusAccepted, "accepted")
-					return
-				}
-			} else if err = h.process(ctx, msg, ev); err == nil {
-				answer(w, http.StatusOK, "ok")
+		if h.queued() {
+			if err = h.enqueue(ctx, &ctx.msg, ev); err == nil {
+				answer(w, http.StatusAccepted, "accepted\n")
 				return
 			}
-			if text, ok := acknowledged(err, msg); ok {
-				answer(w, http.StatusOK, text)
-				return
-			}
-			r = r.WithContext(ctx)
+		} else if err = h.process(ctx, &ctx.msg, ev); err == nil {
+			answer(w, http.StatusOK, "ok\n")
+			return
 		}
+		if text, ok := acknowledged(err, &ctx.msg); ok {
+			answer(w, http.StatusOK, text)
+			return
+		}
+	}
+	if ctx != nil {
+		// Verified: the error handler gets the Message.
+		r = r.WithContext(ctx)
 	}
 	h.opts.fail(w, r, err)
 }
@@ -276,13 +300,13 @@ var (
 )
 
 // acknowledged reports whether err is one of process's acknowledgements,
-// and the text to answer with.
+// and the line to answer with.
 func acknowledged(err error, msg *Message) (string, bool) {
 	switch err {
 	case errUnhandled:
-		return "acknowledged: no callback for " + string(msg.EventType), true
+		return "acknowledged: no callback for " + string(msg.EventType) + "\n", true
 	case errDuplicate:
-		return "acknowledged: message already processed", true
+		return "acknowledged: message already processed\n", true
 	}
 	return "", false
 }
@@ -292,14 +316,15 @@ func acknowledged(err error, msg *Message) (string, bool) {
 // payload against header, decodes it and calls the callback, exactly as
 // ServeHTTP would. It returns nil when ServeHTTP would answer 2xx, and
 // otherwise the error ServeHTTP would answer for (StatusCode gives the
-// status). Dispatch does not call the error handler: the caller has the
-// error. With WithAsync it queues the message as ServeHTTP does.
+// status). Dispatch neither logs its errors nor calls the error handler:
+// the caller has the error, and a *PanicError in it has the stack. With
+// WithAsync it queues the message as ServeHTTP does.
 func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Header) error {
-	msg, ev, err := h.verifyAndParse(payload, header)
+	mctx, ev, err := h.open(ctx, payload, header)
 	if err != nil {
 		return err
 	}
-	ctx = context.WithValue(ctx, messageKey{}, msg)
+	ctx, msg := mctx, &mctx.msg
 	if h.queued() {
 		err := h.enqueue(ctx, msg, ev)
 		if _, ack := acknowledged(err, msg); ack {
@@ -327,26 +352,33 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 		return err
 	}
 	msg.EventType = ev.Type()
-	ctx = context.WithValue(ctx, messageKey{}, &msg)
-	if err := h.process(ctx, &msg, ev); err != nil {
-		if _, ok := acknowledged(err, &msg); !ok {
+	mctx := &msgContext{Context: ctx, msg: msg}
+	if err := h.process(mctx, &mctx.msg, ev); err != nil {
+		if _, ok := acknowledged(err, &mctx.msg); !ok {
 			return err
 		}
 	}
 	return nil
 }
 
-// verifyAndParse checks the signature, then decodes the payload.
-func (h *Handler) verifyAndParse(payload []byte, header http.Header) (*Message, Event, error) {
+// open checks the signature, then decodes the payload. Once the signature
+// is verified it returns a context over parent carrying the Message, also
+// when the payload then fails to decode, so that the error handler can
+// tell which message it was.
+func (h *Handler) open(parent context.Context, payload []byte, header http.Header) (*msgContext, Event, error) {
 	id, ts, err := h.verifier.verify(payload, header)
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0), Payload: payload}}
 	ev, err := Parse(payload)
 	if err != nil {
-		return nil, nil, err
+		// What can still be told, as the Message documents.
+		ctx.msg.EventType = PeekEventType(payload)
+		return ctx, nil, err
 	}
-	return &Message{ID: id, Timestamp: time.Unix(ts, 0), EventType: ev.Type(), Payload: payload}, ev, nil
+	ctx.msg.EventType = ev.Type()
+	return ctx, ev, nil
 }
 
 // process runs the callback for one verified message under the idempotency
@@ -374,6 +406,8 @@ func (h *Handler) claim(ctx context.Context, msg *Message) error {
 	case err != nil:
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	case claim == ClaimDone:
+		h.opts.log().LogAttrs(ctx, slog.LevelDebug, "nectarhooks: message already processed; acknowledged",
+			slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)))
 		return errDuplicate
 	case claim == ClaimInFlight:
 		return ErrInFlight
@@ -407,18 +441,16 @@ func (h *Handler) settle(ctx context.Context, msg *Message, err error) {
 
 // call runs the callback for ev under the callback deadline, turning a
 // returned error, a panic or an overrun into a *CallbackError.
-func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, h.opts.callbackTimeout)
+func (h *Handler) call(parent context.Context, msg *Message, ev Event) (err error) {
+	ctx, cancel := context.WithTimeout(parent, h.opts.callbackTimeout)
 	defer cancel()
 	defer func() {
+		// Every panic is recovered, http.ErrAbortHandler too: a callback is
+		// not a net/http handler, its panic must not skip settling the
+		// idempotency claim, and on an async worker nothing above would
+		// recover it.
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
 			perr := &PanicError{Value: v, Stack: debug.Stack()}
-			h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: callback panicked",
-				slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)),
-				slog.Any("panic", v), slog.String("stack", string(perr.Stack)))
 			err = &CallbackError{EventType: msg.EventType, MessageID: msg.ID, Err: perr}
 		}
 	}()
@@ -485,8 +517,9 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			var id string
 			var ts int64
 			if id, ts, err = v.verify(body, r.Header); err == nil {
-				msg := &Message{ID: id, Timestamp: time.Unix(ts, 0), EventType: PeekEventType(body), Payload: body}
-				r = r.WithContext(context.WithValue(r.Context(), messageKey{}, msg))
+				r = r.WithContext(&msgContext{Context: r.Context(), msg: Message{
+					ID: id, Timestamp: time.Unix(ts, 0), EventType: PeekEventType(body), Payload: body,
+				}})
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				next.ServeHTTP(w, r)
 				return
@@ -538,45 +571,76 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	return body, nil
 }
 
-// fail answers a refused delivery, logs it, and tells the error handler.
+// fail answers a refused delivery and reports it.
 func (o *options) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := StatusCode(err)
-	answer(w, status, reason(status, err))
-	ctx := r.Context()
-	if status != http.StatusInternalServerError || !isPanic(err) {
-		// Panics were logged with their stacks where they were recovered.
-		o.log().LogAttrs(ctx, slog.LevelWarn, "nectarhooks: delivery refused",
-			slog.Int("status", status), slog.Any("error", err))
-	}
-	if o.onError != nil {
-		o.onError(ctx, status, err)
-	}
+	answer(w, status, reason(status, err)+"\n")
+	o.report(r.Context(), status, err)
 }
 
-func isPanic(err error) bool {
+// report hands a failed delivery to the error handler or, without one, to
+// the log: a refusal (4xx) at warning level, a failure of the service's own
+// (5xx, or status 0 for a callback that failed after the answer) at error
+// level, with the Message's id and event type when ctx has them and the
+// stack of a panic.
+func (o *options) report(ctx context.Context, status int, err error) {
+	if o.onError != nil {
+		o.onError(ctx, status, err)
+		return
+	}
+	level, what := slog.LevelWarn, "nectarhooks: delivery refused"
+	switch {
+	case status == 0:
+		level, what = slog.LevelError, "nectarhooks: callback failed after the delivery was acknowledged"
+	case status >= 500:
+		level, what = slog.LevelError, "nectarhooks: delivery failed"
+	}
+	attrs := []slog.Attr{slog.Int("status", status), slog.Any("error", err)}
+	if m, ok := ctx.Value(messageKey{}).(*Message); ok {
+		attrs = append(attrs, slog.String("message_id", m.ID), slog.String("event_type", string(m.EventType)))
+	}
 	var p *PanicError
-	return errors.As(err, &p)
+	if errors.As(err, &p) {
+		attrs = append(attrs, slog.String("stack", string(p.Stack)))
+	}
+	o.log().LogAttrs(ctx, level, what, attrs...)
 }
 
 // reason is the text of a refusal: the error's own words where they help
-// the sender and reveal nothing, a fixed phrase for callback failures,
-// whose errors are the service's business.
+// the sender and reveal nothing of the service (verification, payload,
+// method and size errors), and fixed phrases for the rest, whose errors
+// may carry a callback's, a store's or a queue's own words.
 func reason(status int, err error) string {
-	switch status {
-	case http.StatusInternalServerError:
-		return "callback failed"
-	case http.StatusServiceUnavailable:
-		if errors.Is(err, ErrCallbackTimeout) {
-			return "callback deadline exceeded"
-		}
+	switch {
+	case status < 500 && status != http.StatusConflict:
+		return err.Error()
+	case errors.Is(err, ErrInFlight):
+		return "message is being processed by an earlier delivery; retry later"
+	case errors.Is(err, ErrCallbackTimeout):
+		return "callback deadline exceeded"
+	case errors.Is(err, ErrQueueFull):
+		return "queue full; retry later"
+	case errors.Is(err, ErrShuttingDown):
+		return "shutting down; retry later"
+	case errors.Is(err, ErrStoreUnavailable):
+		return "idempotency store unavailable; retry later"
 	}
-	return err.Error()
+	return "callback failed"
 }
 
-func answer(w http.ResponseWriter, status int, text string) {
+// plainText holds the header values of every answer.
+var plainText = [...]string{"text/plain; charset=utf-8", "nosniff"}
+
+// answer writes a plain-text answer: line, which ends in a newline. The
+// callers add it, to constant text where they can, so that the answers of
+// successful deliveries cost no allocation for it.
+func answer(w http.ResponseWriter, status int, line string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
+	// Shared, read-only values instead of the two allocations Set makes on
+	// every answer; capped at their length, so Add copies rather than
+	// writing into them.
+	h["Content-Type"] = plainText[0:1:1]
+	h["X-Content-Type-Options"] = plainText[1:2:2]
 	w.WriteHeader(status)
-	io.WriteString(w, text+"\n")
+	io.WriteString(w, line)
 }

@@ -156,7 +156,7 @@ type ConnectionOld struct {
 	ID             *string           `json:"id,omitempty"`
 	Company        *Company          `json:"company,omitempty"`
 	Datasource     *Datasource       `json:"datasource,omitempty"`
-	SitesRelations []SiteRelation    `json:"sitesRelations,omitempty"`
+	SitesRelations []SiteRelation    `json:"sitesRelations,omitzero"`
 	Status         *ConnectionStatus `json:"status,omitempty"`
 	URL            *string           `json:"url,omitempty"`
 	Created        *Time             `json:"created,omitempty"`

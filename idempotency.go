@@ -86,8 +86,10 @@ const DefaultMemoryStoreSize = 100_000
 type MemoryStore struct {
 	mu      sync.Mutex
 	entries map[string]memoryEntry
-	done    []doneRecord // processed ids in the order they completed
-	head    int          // done[:head] were removed already
+	done    []doneRecord // completions in the order they happened
+	head    int          // done[:head] were consumed already
+	live    int          // done entries in entries; what the size cap counts
+	seq     uint64       // numbers completions, to tell a record current
 	max     int
 	ttl     time.Duration
 	now     func() time.Time
@@ -96,11 +98,17 @@ type MemoryStore struct {
 type memoryEntry struct {
 	inFlight bool
 	at       time.Time // completion time, for done entries
+	seq      uint64    // the completion's number, for done entries
 }
 
+// doneRecord is one completion. It is current while its id's entry has the
+// same seq; an id forgotten, or forgotten and completed again, leaves a
+// stale record behind. Times cannot tell them apart: a coarse or fixed
+// clock gives two completions the same time.
 type doneRecord struct {
-	id string
-	at time.Time
+	id  string
+	at  time.Time
+	seq uint64
 }
 
 // NewMemoryStore returns a MemoryStore that remembers up to maxEntries
@@ -140,8 +148,10 @@ func (s *MemoryStore) Complete(_ context.Context, id string) error {
 	if e, ok := s.entries[id]; ok && !e.inFlight {
 		return nil // completed already; keep its first time
 	}
-	s.entries[id] = memoryEntry{at: now}
-	s.done = append(s.done, doneRecord{id: id, at: now})
+	s.seq++
+	s.entries[id] = memoryEntry{at: now, seq: s.seq}
+	s.done = append(s.done, doneRecord{id: id, at: now, seq: s.seq})
+	s.live++
 	s.expire(now)
 	return nil
 }
@@ -161,6 +171,9 @@ func (s *MemoryStore) Release(_ context.Context, id string) error {
 func (s *MemoryStore) Forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e, ok := s.entries[id]; ok && !e.inFlight {
+		s.live--
+	}
 	delete(s.entries, id)
 }
 
@@ -168,23 +181,38 @@ func (s *MemoryStore) Forget(id string) {
 func (s *MemoryStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Drop what has expired since the last call, so that the count is of
+	// the messages a Claim would still recognise.
+	s.expire(s.now())
 	return len(s.entries)
 }
 
 // expire forgets done entries past their TTL, and the oldest ones while
-// more than max are remembered. Records of ids forgotten or completed again
-// since are skipped by comparing times.
+// more than max are remembered. Stale records (see doneRecord) are dropped
+// as they come up, and weeded out of the whole slice when they are many, so
+// that Forget cannot grow it without bound.
 func (s *MemoryStore) expire(now time.Time) {
 	for s.head < len(s.done) {
 		r := s.done[s.head]
-		if now.Sub(r.at) < s.ttl && len(s.done)-s.head <= s.max {
-			break
-		}
-		if e, ok := s.entries[r.id]; ok && !e.inFlight && e.at.Equal(r.at) {
+		if s.current(r) {
+			if now.Sub(r.at) < s.ttl && s.live <= s.max {
+				break
+			}
 			delete(s.entries, r.id)
+			s.live--
 		}
 		s.done[s.head] = doneRecord{}
 		s.head++
+	}
+	if stale := len(s.done) - s.head - s.live; stale > 1024 && stale > s.live {
+		kept := s.done[:0]
+		for _, r := range s.done[s.head:] {
+			if s.current(r) {
+				kept = append(kept, r)
+			}
+		}
+		clear(s.done[len(kept):])
+		s.done, s.head = kept, 0
 	}
 	// Reuse the slice's space once most of it has been consumed.
 	if s.head > 1024 && s.head > len(s.done)/2 {
@@ -192,6 +220,13 @@ func (s *MemoryStore) expire(now time.Time) {
 		clear(s.done[n:])
 		s.done, s.head = s.done[:n], 0
 	}
+}
+
+// current reports whether r is its id's latest completion, still
+// remembered.
+func (s *MemoryStore) current(r doneRecord) bool {
+	e, ok := s.entries[r.id]
+	return ok && !e.inFlight && e.seq == r.seq
 }
 
 // String describes the store's limits.

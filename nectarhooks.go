@@ -133,11 +133,13 @@ func WithMaxBodyBytes(n int64) Option {
 	}
 }
 
-// WithLogger sets where the Handler and Verifier.Middleware log refused
-// deliveries (warning), recovered panics with their stacks (error) and
-// acknowledged events that had no callback (debug, or info for event types
-// this version does not know). A nil logger logs nothing. Default:
-// slog.Default() at the time of each log record.
+// WithLogger sets where the Handler and Verifier.Middleware log. Without
+// an error handler (WithErrorHandler) they log each delivery they refuse
+// (warning for 4xx) or fail (error for 5xx, with the stack of a panic);
+// with one, those go to the error handler alone. They also log messages
+// acknowledged without a callback (debug, or info for event types this
+// version does not know) and idempotency store failures (error). A nil
+// logger logs nothing. Default: slog.Default() at the time of each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
@@ -165,11 +167,13 @@ func WithCallbackTimeout(d time.Duration) Option {
 
 // WithErrorHandler sets fn to be called once for every delivery the Handler
 // or Verifier.Middleware does not acknowledge with 2xx, and for every
-// callback that fails after an asynchronous Handler has answered. status is
-// the HTTP status answered, or 0 when the answer had already been sent. err
-// tells the cause apart with errors.Is and errors.As (see StatusCode), and
+// callback that fails after an asynchronous Handler has answered, in place
+// of logging them. status is the HTTP status answered, or 0 when the answer
+// had already been sent. err tells the cause apart with errors.Is and
+// errors.As (see StatusCode; a *PanicError carries the panic's stack), and
 // ctx holds the Message when the delivery was verified. fn runs on the
-// request's goroutine, so it should be quick. Default: none.
+// request's goroutine, so it should be quick. Default: none; failures are
+// logged (WithLogger).
 func WithErrorHandler(fn func(ctx context.Context, status int, err error)) Option {
 	return func(o *options) error {
 		o.onError = fn

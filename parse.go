@@ -89,7 +89,7 @@ func Parse(payload []byte) (Event, error) {
 			ProtectedChanges: w.protectedChanges,
 			Old: ConnectionOld{
 				ID: w.old.ID, Company: w.old.Company, Datasource: w.old.Datasource,
-				SitesRelations: w.old.SitesRelations, Status: w.old.Status, URL: w.old.URL,
+				SitesRelations: w.old.SitesRelations, Status: (*ConnectionStatus)(w.old.Status), URL: w.old.URL,
 				Created: w.old.Created, Updated: w.old.Updated,
 			},
 			Raw: payload,
@@ -150,7 +150,7 @@ type wireOld struct {
 	Company        *Company
 	Datasource     *Datasource
 	SitesRelations []SiteRelation
-	Status         *ConnectionStatus
+	Status         *string // a *ConnectionStatus, kept as *string to share the decoder's block
 	URL            *string
 	Created        *Time
 	Updated        *Time

@@ -1,0 +1,308 @@
+// Command nectarhooks sends, signs and checks Nectar webhooks the way Svix
+// delivers them, for developing and debugging a receiver without waiting
+// for Nectar or the Svix portal.
+//
+//	nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar all
+//	nectarhooks sign -url https://example.com/hooks connection.updated.v2
+//	nectarhooks verify -headers headers.txt -body body.json
+//	nectarhooks samples connection.created.v2
+//
+// The signing secret comes from -secret or, better (it stays out of shell
+// history and process listings), from NECTAR_WEBHOOK_SECRET. Run
+// "nectarhooks help" for every command's flags and examples.
+//
+// Install it with:
+//
+//	go install github.com/nectarhooks/nectarhooks/cmd/nectarhooks@latest
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Exit statuses. "Refused" is a result, not a failure of the tool: send got
+// an answer other than 2xx (or none), or verify found the capture does not
+// verify. Scripts can tell it from a mistake on the command line.
+const (
+	exitOK      = 0
+	exitRefused = 1
+	exitUsage   = 2
+)
+
+// secretEnv names the environment variable read when -secret is absent.
+const secretEnv = "NECTAR_WEBHOOK_SECRET"
+
+func main() {
+	// Ctrl-C cancels a send between or during deliveries instead of killing
+	// the process mid-line, so the summary still says what was sent.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program behind main: args are the command-line
+// arguments without the program name. It returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{
+		stdout: stdout,
+		stderr: stderr,
+		getenv: os.Getenv,
+		now:    time.Now,
+		newID:  newMessageID,
+	}
+	return e.run(ctx, args)
+}
+
+// env is what the commands need from the outside world, so that tests can
+// substitute the environment, the clock and message ids.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	newID          func() string
+}
+
+// command is one subcommand: its synopsis, its help text and its body.
+type command struct {
+	name     string
+	synopsis string                  // the usage line, after "nectarhooks "
+	help     string                  // what it does, before the flags
+	examples string                  // after the flags
+	flags    func(*flag.FlagSet) any // defines the flags, returns their holder
+	run      func(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []string) int
+}
+
+// commands lists the subcommands in the order help shows them.
+func commands() []*command {
+	return []*command{sendCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
+}
+
+func lookup(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (e *env) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, "nectarhooks: no command given")
+		fmt.Fprintln(e.stderr)
+		writeUsage(e.stderr)
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		return e.help(rest)
+	}
+	c := lookup(name)
+	if c == nil {
+		fmt.Fprintf(e.stderr, "nectarhooks: unknown command %q\n\n", name)
+		writeUsage(e.stderr)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("nectarhooks "+c.name, flag.ContinueOnError)
+	// Parse's own messages and usage are replaced by ours, written to the
+	// right stream with the right exit status.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	opts := c.flags(fs)
+	positional, err := parseInterspersed(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		writeCommandUsage(e.stdout, c)
+		return exitOK
+	}
+	if err != nil {
+		return e.usageError(c, "%v", err)
+	}
+	return c.run(ctx, e, fs, opts, positional)
+}
+
+// help serves "nectarhooks help [COMMAND]".
+func (e *env) help(args []string) int {
+	switch {
+	case len(args) == 0:
+		writeUsage(e.stdout)
+		return exitOK
+	case len(args) == 1 && lookup(args[0]) != nil:
+		writeCommandUsage(e.stdout, lookup(args[0]))
+		return exitOK
+	case len(args) == 1:
+		fmt.Fprintf(e.stderr, "nectarhooks help: unknown command %q\n\n", args[0])
+	default:
+		fmt.Fprintln(e.stderr, "nectarhooks help: want at most one command name")
+		fmt.Fprintln(e.stderr)
+	}
+	writeUsage(e.stderr)
+	return exitUsage
+}
+
+// usageError reports a malformed command line: the problem, then the
+// command's usage, on stderr.
+func (e *env) usageError(c *command, format string, a ...any) int {
+	fmt.Fprintf(e.stderr, "nectarhooks %s: %s\n\n", c.name, fmt.Sprintf(format, a...))
+	writeCommandUsage(e.stderr, c)
+	return exitUsage
+}
+
+// inputError reports a well-formed command line that cannot be carried out
+// (an unknown event type, an unreadable file, an invalid secret). The
+// usage would bury the one line that matters, so it only points to it.
+func (e *env) inputError(c *command, format string, a ...any) int {
+	fmt.Fprintf(e.stderr, "nectarhooks %s: %s\n", c.name, fmt.Sprintf(format, a...))
+	fmt.Fprintf(e.stderr, "Run 'nectarhooks help %s' for usage.\n", c.name)
+	return exitUsage
+}
+
+// secret returns the signing secret from -secret, else from the
+// environment.
+func (e *env) secret(flagValue string) (string, bool) {
+	if s := strings.TrimSpace(flagValue); s != "" {
+		return s, true
+	}
+	s := strings.TrimSpace(e.getenv(secretEnv))
+	return s, s != ""
+}
+
+// errNoSecret is the complaint when neither source has a secret.
+const errNoSecret = "no signing secret: pass -secret whsec_... or set " + secretEnv
+
+// parseInterspersed parses flags wherever they appear among the
+// positional arguments, so "send all -repeat 2" works as well as
+// "send -repeat 2 all"; the flag package alone stops at the first
+// positional argument and would silently take "-repeat" for a file name.
+// Everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// flagWasSet reports whether the command line set the named flag, for
+// flags whose zero value is meaningful (a Unix time of 0).
+func flagWasSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+const usageText = `nectarhooks sends, signs and checks Nectar webhooks exactly as Svix signs
+them, to develop and debug the endpoint that receives them.
+
+Usage:
+  nectarhooks send    -url URL [flags] EVENT|FILE...   POST signed deliveries
+  nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
+  nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
+  nectarhooks samples [EVENT]                          list or print the bundled samples
+  nectarhooks help    [COMMAND]                        this text, or one command's
+  nectarhooks version                                  the build's version
+
+EVENT is a documented event type, such as connection.updated.v2, whose
+sample payload (as Nectar documents it) is built into the program; send
+also takes "all" for the five. FILE is a JSON payload, used byte for byte.
+A file named like an event type needs a path: ./connection.updated.v2.
+
+The signing secret is the endpoint's "whsec_..." secret from the Svix
+portal. Commands read it from -secret or, when that is absent, from the
+NECTAR_WEBHOOK_SECRET environment variable, which keeps it out of shell
+history and process listings.
+
+Exit status: 0 on success; 1 when refused (send: an answer other than
+2xx, or none; verify: the capture does not verify); 2 for usage errors.
+
+Run 'nectarhooks help COMMAND' for a command's flags and examples.
+`
+
+func writeUsage(w io.Writer) { io.WriteString(w, usageText) }
+
+func writeCommandUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "Usage: nectarhooks %s\n\n%s", c.synopsis, c.help)
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.flags(fs)
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	if c.examples != "" {
+		fmt.Fprintf(w, "\nExamples:\n%s", c.examples)
+	}
+}
+
+func versionCommand() *command {
+	return &command{
+		name:     "version",
+		synopsis: "version",
+		help:     "Print the module version the program was built from, and the Go version.\n",
+		flags:    func(*flag.FlagSet) any { return nil },
+		run: func(_ context.Context, e *env, _ *flag.FlagSet, _ any, args []string) int {
+			if len(args) > 0 {
+				return e.usageError(lookup("version"), "unexpected argument %q", args[0])
+			}
+			fmt.Fprintln(e.stdout, versionString())
+			return exitOK
+		},
+	}
+}
+
+// versionString is "nectarhooks VERSION (GOVERSION)": the module version
+// for go install ...@version builds, "devel" and the commit otherwise.
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "nectarhooks (unknown version)"
+	}
+	v := info.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if v == "devel" && rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " " + rev + modified
+	}
+	return fmt.Sprintf("nectarhooks %s (%s)", v, info.GoVersion)
+}

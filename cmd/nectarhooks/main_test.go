@@ -1,0 +1,443 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
+)
+
+// cliResult is what one run of the program produced.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// invocation describes a run: its environment variables and clock.
+type invocation struct {
+	vars map[string]string
+	now  func() time.Time // nil: time.Now
+}
+
+// runCLI runs the program as main would, with env and clock substituted,
+// bounded by a deadline so that a hung delivery fails the test instead of
+// hanging it.
+func runCLI(t *testing.T, inv invocation, args ...string) cliResult {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	e := &env{
+		stdout: &stdout,
+		stderr: &stderr,
+		getenv: func(k string) string { return inv.vars[k] },
+		now:    inv.now,
+		newID:  newMessageID,
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := e.run(ctx, args)
+	return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// seenRequest is one request as the receiver got it.
+type seenRequest struct {
+	header http.Header
+	body   []byte
+}
+
+// seenEvent is one callback call.
+type seenEvent struct {
+	typ nectarhooks.EventType
+	id  string // the message id, from the callback's context
+	ev  nectarhooks.Event
+}
+
+// receiver is a loopback endpoint running the library's Handler with a
+// callback for every event type, recording requests and callbacks.
+type receiver struct {
+	url  string
+	fail atomic.Bool // callbacks return an error
+
+	mu       sync.Mutex
+	requests []seenRequest
+	events   []seenEvent
+}
+
+const webhookPath = "/webhooks/nectar"
+
+func newReceiver(t *testing.T, secret string, opts ...nectarhooks.Option) *receiver {
+	t.Helper()
+	h, err := nectarhooks.NewHandler(secret, append([]nectarhooks.Option{nectarhooks.WithLogger(nil)}, opts...)...)
+	require.NoError(t, err)
+	r := &receiver{}
+	h.OnConnectionCreated(func(ctx context.Context, e *nectarhooks.ConnectionCreated) error { return r.record(ctx, e) })
+	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error { return r.record(ctx, e) })
+	h.OnConnectionValidated(func(ctx context.Context, e *nectarhooks.ConnectionValidated) error { return r.record(ctx, e) })
+	h.OnDocumentCreated(func(ctx context.Context, e *nectarhooks.DocumentCreated) error { return r.record(ctx, e) })
+	h.OnDocumentUpdated(func(ctx context.Context, e *nectarhooks.DocumentUpdated) error { return r.record(ctx, e) })
+	mux := http.NewServeMux()
+	mux.HandleFunc(webhookPath, func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.requests = append(r.requests, seenRequest{header: req.Header.Clone(), body: body})
+		r.mu.Unlock()
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, req)
+	})
+	srv := httptest.NewServer(mux) // listens on 127.0.0.1
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + webhookPath
+	return r
+}
+
+func (r *receiver) record(ctx context.Context, ev nectarhooks.Event) error {
+	msg, _ := nectarhooks.MessageFromContext(ctx)
+	r.mu.Lock()
+	r.events = append(r.events, seenEvent{typ: ev.Type(), id: msg.ID, ev: ev})
+	r.mu.Unlock()
+	if r.fail.Load() {
+		return errors.New("the test's callback fails")
+	}
+	return nil
+}
+
+func (r *receiver) seen() ([]seenRequest, []seenEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]seenRequest(nil), r.requests...), append([]seenEvent(nil), r.events...)
+}
+
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	return path
+}
+
+func nonEmptyLines(s string) []string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func TestUsageErrors(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	withSecret := invocation{vars: map[string]string{secretEnv: secret}}
+	garbage := writeFile(t, "headers.txt", []byte("this is not a header\n"))
+	body := writeFile(t, "body.json", []byte(`{}`))
+	tests := []struct {
+		name  string
+		inv   invocation
+		args  []string
+		want  []string // in stderr
+		usage string   // the usage stderr must show; "" for input errors
+	}{
+		{"no command", withSecret, nil, []string{"no command given"}, "Usage:\n  nectarhooks send"},
+		{"unknown command", withSecret, []string{"trigger"}, []string{`unknown command "trigger"`}, "Usage:\n  nectarhooks send"},
+		{"help for an unknown command", withSecret, []string{"help", "trigger"}, []string{`unknown command "trigger"`}, "Usage:\n  nectarhooks send"},
+		{"help with two commands", withSecret, []string{"help", "send", "sign"}, []string{"at most one command"}, "Usage:\n  nectarhooks send"},
+
+		{"send without -url", withSecret, []string{"send", "all"}, []string{"-url is required"}, "Usage: nectarhooks send"},
+		{"send without payload", withSecret, []string{"send", "-url", "http://127.0.0.1:1/"}, []string{"no payload given"}, "Usage: nectarhooks send"},
+		{"send to a non-http URL", withSecret, []string{"send", "-url", "ftp://127.0.0.1/x", "all"}, []string{`"ftp://127.0.0.1/x" is not an http`}, "Usage: nectarhooks send"},
+		{"send to a URL without host", withSecret, []string{"send", "-url", "127.0.0.1:8080/x", "all"}, []string{"is not an http"}, "Usage: nectarhooks send"},
+		{"send -repeat 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-repeat", "0", "all"}, []string{"-repeat must be at least 1"}, "Usage: nectarhooks send"},
+		{"send -repeat not a number", withSecret, []string{"send", "-repeat", "twice", "all"}, []string{`invalid value "twice" for flag -repeat`}, "Usage: nectarhooks send"},
+		{"send -timeout 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-timeout", "0s", "all"}, []string{"-timeout must be positive"}, "Usage: nectarhooks send"},
+		{"send with an unknown flag", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-retries", "3", "all"}, []string{"flag provided but not defined: -retries"}, "Usage: nectarhooks send"},
+		{"send without a secret", invocation{}, []string{"send", "-url", "http://127.0.0.1:1/", "all"}, []string{"no signing secret", secretEnv}, ""},
+		{"send with an invalid secret", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "whsec_c2hvcnQ=", "all"}, []string{"invalid signing secret"}, ""},
+		{"send an unknown event type", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "connection.deleted.v2"}, []string{`"connection.deleted.v2" is neither a bundled sample nor a file`, "connection.created.v2, connection.updated.v2"}, ""},
+		{"send a missing file", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", filepath.Join(t.TempDir(), "missing.json")}, []string{"reading the payload", "missing.json"}, ""},
+
+		{"sign without payload", withSecret, []string{"sign"}, []string{"no payload given"}, "Usage: nectarhooks sign"},
+		{"sign two payloads", withSecret, []string{"sign", "connection.created.v2", "document.created.v2"}, []string{"sign takes one payload, got 2"}, "Usage: nectarhooks sign"},
+		{"sign all", withSecret, []string{"sign", "all"}, []string{`"all" is for send`}, "Usage: nectarhooks sign"},
+		{"sign with an id holding a space", withSecret, []string{"sign", "-id", "msg one", "connection.created.v2"}, []string{`-id "msg one" is not usable`}, "Usage: nectarhooks sign"},
+		{"sign with an empty id", withSecret, []string{"sign", "-id", "", "connection.created.v2"}, []string{`-id "" is not usable`}, "Usage: nectarhooks sign"},
+		{"sign with a bad URL", withSecret, []string{"sign", "-url", "localhost", "connection.created.v2"}, []string{`-url "localhost" is not an http`}, "Usage: nectarhooks sign"},
+		{"sign with a bad timestamp", withSecret, []string{"sign", "-timestamp", "yesterday", "connection.created.v2"}, []string{`invalid value "yesterday" for flag -timestamp`}, "Usage: nectarhooks sign"},
+		{"sign without a secret", invocation{}, []string{"sign", "connection.created.v2"}, []string{"no signing secret"}, ""},
+
+		{"verify without -headers", withSecret, []string{"verify", "-body", body}, []string{"both -headers and -body are required"}, "Usage: nectarhooks verify"},
+		{"verify with an argument", withSecret, []string{"verify", "-headers", garbage, "-body", body, "extra"}, []string{`unexpected argument "extra"`}, "Usage: nectarhooks verify"},
+		{"verify -tolerance 0", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-tolerance", "0s"}, []string{"-tolerance must be positive"}, "Usage: nectarhooks verify"},
+		{"verify a headers file that is not headers", withSecret, []string{"verify", "-headers", garbage, "-body", body}, []string{`line 1, "this is not a header", is not a "Name: value" header line`}, ""},
+		{"verify a missing headers file", withSecret, []string{"verify", "-headers", filepath.Join(t.TempDir(), "nope.txt"), "-body", body}, []string{"reading the headers"}, ""},
+		{"verify a missing body file", withSecret, []string{"verify", "-headers", garbage, "-body", filepath.Join(t.TempDir(), "nope.json")}, []string{"reading the body"}, ""},
+		{"verify without a secret", invocation{}, []string{"verify", "-headers", garbage, "-body", body}, []string{"no signing secret"}, ""},
+
+		{"samples with two arguments", withSecret, []string{"samples", "connection.created.v2", "document.created.v2"}, []string{"at most one event type"}, "Usage: nectarhooks samples"},
+		{"samples of an unknown type", withSecret, []string{"samples", "invoice.paid.v1"}, []string{`no sample for "invoice.paid.v1"`}, ""},
+		{"samples with a flag", withSecret, []string{"samples", "-v"}, []string{"flag provided but not defined: -v"}, "Usage: nectarhooks samples"},
+		{"version with an argument", withSecret, []string{"version", "now"}, []string{`unexpected argument "now"`}, "Usage: nectarhooks version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runCLI(t, tt.inv, tt.args...)
+			assert.Equal(t, exitUsage, res.code)
+			assert.Empty(t, res.stdout, "usage errors print nothing on stdout")
+			for _, w := range tt.want {
+				assert.Contains(t, res.stderr, w)
+			}
+			if tt.usage != "" {
+				assert.Contains(t, res.stderr, tt.usage)
+			} else {
+				assert.Contains(t, res.stderr, "Run 'nectarhooks help")
+				assert.NotContains(t, res.stderr, "Flags:", "an input error points to the usage instead of burying itself in it")
+			}
+			assert.NotContains(t, res.stderr, secret, "the secret is never repeated")
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"help", []string{"help"}, []string{"Usage:", "nectarhooks send", "nectarhooks sign", "nectarhooks verify", "nectarhooks samples", "Exit status", secretEnv}},
+		{"-h", []string{"-h"}, []string{"Usage:", "nectarhooks send"}},
+		{"--help", []string{"--help"}, []string{"Usage:", "nectarhooks send"}},
+		{"help send", []string{"help", "send"}, []string{"Usage: nectarhooks send -url URL", "-repeat N", "same svix-id", "-stale", "-tamper", "-timeout D", "Examples:"}},
+		{"send -h", []string{"send", "-h"}, []string{"Usage: nectarhooks send -url URL", "Examples:"}},
+		{"send -h after other flags", []string{"send", "-url", "http://127.0.0.1:1/", "all", "-h"}, []string{"Usage: nectarhooks send -url URL"}},
+		{"help sign", []string{"help", "sign"}, []string{"Usage: nectarhooks sign", "-id msg_...", "-timestamp UNIX", "curl", "Examples:"}},
+		{"sign --help", []string{"sign", "--help"}, []string{"Usage: nectarhooks sign"}},
+		{"help verify", []string{"help", "verify"}, []string{"Usage: nectarhooks verify", "-headers FILE", "-body FILE", "-now UNIX", "-tolerance D", "(default 5m0s)", "curl -v", "Examples:"}},
+		{"verify -help", []string{"verify", "-help"}, []string{"Usage: nectarhooks verify"}},
+		{"help samples", []string{"help", "samples"}, []string{"Usage: nectarhooks samples [EVENT]", "Examples:"}},
+		{"help version", []string{"help", "version"}, []string{"Usage: nectarhooks version"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runCLI(t, invocation{}, tt.args...)
+			assert.Equal(t, exitOK, res.code)
+			assert.Empty(t, res.stderr)
+			for _, w := range tt.want {
+				assert.Contains(t, res.stdout, w)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	res := runCLI(t, invocation{}, "version")
+	require.Equal(t, exitOK, res.code)
+	assert.Empty(t, res.stderr)
+	assert.Regexp(t, `^nectarhooks \S+.* \(`+regexp.QuoteMeta(runtime.Version())+`\)\n$`, res.stdout)
+}
+
+func TestSamples(t *testing.T) {
+	t.Run("list", func(t *testing.T) {
+		res := runCLI(t, invocation{}, "samples")
+		require.Equal(t, exitOK, res.code)
+		assert.Empty(t, res.stderr)
+		var want []string
+		for _, et := range nectarhooks.EventTypes() {
+			want = append(want, string(et))
+		}
+		assert.Equal(t, want, nonEmptyLines(res.stdout))
+	})
+	for _, et := range nectarhooks.EventTypes() {
+		t.Run("print "+string(et), func(t *testing.T) {
+			res := runCLI(t, invocation{}, "samples", string(et))
+			require.Equal(t, exitOK, res.code)
+			assert.Empty(t, res.stderr)
+			want := nectarhookstest.Sample(et)
+			require.NotEmpty(t, want)
+			assert.Equal(t, string(want), res.stdout, "the sample byte for byte")
+			assert.Equal(t, et, nectarhooks.PeekEventType([]byte(res.stdout)))
+		})
+	}
+}
+
+// TestRun drives the real entry point, which reads the process's
+// environment and clock.
+func TestRun(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	t.Setenv(secretEnv, secret)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"sign", "-id", "msg_fromrun", "connection.created.v2"}, &stdout, &stderr)
+	require.Equal(t, exitOK, code, stderr.String())
+	h := parseSignOutput(t, stdout.String())
+	v, err := nectarhooks.NewVerifier(secret)
+	require.NoError(t, err)
+	assert.NoError(t, v.Verify(nectarhookstest.Sample(nectarhooks.EventConnectionCreated), h),
+		"signed with the secret from the environment, at the current time")
+	assert.Equal(t, "msg_fromrun", h.Get("svix-id"))
+}
+
+func TestParseInterspersed(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantPos  []string
+		wantURL  string
+		wantRep  int
+		wantFlag bool
+	}{
+		{"flags first", []string{"-url", "u", "-repeat", "2", "a", "b"}, []string{"a", "b"}, "u", 2, false},
+		{"flags last", []string{"a", "b", "-url", "u", "-x"}, []string{"a", "b"}, "u", 1, true},
+		{"flags between", []string{"a", "-repeat=3", "b", "-x", "c"}, []string{"a", "b", "c"}, "", 3, true},
+		{"after --, all positional", []string{"-x", "--", "-url", "a"}, []string{"-url", "a"}, "", 1, true},
+		{"-- after a positional", []string{"a", "--", "-repeat", "4"}, []string{"a", "-repeat", "4"}, "", 1, false},
+		{"none", nil, nil, "", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			u := fs.String("url", "", "")
+			r := fs.Int("repeat", 1, "")
+			x := fs.Bool("x", false, "")
+			pos, err := parseInterspersed(fs, tt.args)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPos, pos)
+			assert.Equal(t, tt.wantURL, *u)
+			assert.Equal(t, tt.wantRep, *r)
+			assert.Equal(t, tt.wantFlag, *x)
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		_, err := parseInterspersed(fs, []string{"a", "-nope"})
+		assert.ErrorContains(t, err, "-nope")
+	})
+}
+
+func TestNewMessageID(t *testing.T) {
+	seen := make(map[string]bool)
+	for i := range 200 {
+		id := newMessageID()
+		require.Regexp(t, `^msg_[0-9A-Za-z]{27}$`, id)
+		require.False(t, seen[id], "id %d repeats an earlier one", i)
+		seen[id] = true
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	tests := []struct {
+		name, in string
+		limit    int
+		want     string
+	}{
+		{"trimmed", "  ok\n", 10, "ok"},
+		{"lines joined", "a\n b\r\n\tc", 10, "a b c"},
+		{"cut", "abcdefghij", 4, "abcd..."},
+		{"cut on a character boundary", "ab\u00e9cd", 3, "ab..."},
+		{"empty", "\n", 10, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, oneLine(tt.in, tt.limit))
+		})
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"http://127.0.0.1:8080/webhooks/nectar", "http://127.0.0.1:8080/webhooks/nectar"},
+		{"svix-id: msg_1", "'svix-id: msg_1'"},
+		{"it's", `'it'\''s'`},
+		{"", "''"},
+		{"a\nb", "'a\nb'"},
+		{"$URL", "'$URL'"},
+		{"https://x.example/hook?a=1&b=2", "'https://x.example/hook?a=1&b=2'"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
+			got := shellQuote(tt.in)
+			assert.Equal(t, tt.want, got)
+			words, err := shellWords(got)
+			require.NoError(t, err)
+			assert.Equal(t, []string{tt.in}, words, "the shell reads back the original")
+		})
+	}
+}
+
+// shellWords splits s into words as a POSIX shell would for the commands
+// sign prints: blanks separate words, backslash-newline continues a line,
+// single quotes keep everything, double quotes keep all but \" and \\, and
+// a backslash outside quotes escapes the next character. Expansions are
+// left as written.
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s) && s[i+1] == '\n':
+			i++
+		case c == '\\' && i+1 < len(s):
+			cur.WriteByte(s[i+1])
+			inWord = true
+			i++
+		case c == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, errors.New("unterminated single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+end])
+			inWord = true
+			i += end + 1
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated double quote")
+			}
+			inWord = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
