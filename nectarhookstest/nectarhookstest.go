@@ -11,14 +11,13 @@ package nectarhookstest
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks"
@@ -31,7 +30,6 @@ type Signer struct {
 	// Now is the clock for the timestamps of Header and Request.
 	// Default: time.Now.
 	Now func() time.Time
-	ids atomic.Uint64
 }
 
 // NewSigner returns a Signer for secret ("whsec_" and base64, as for
@@ -53,7 +51,7 @@ func (s *Signer) Sign(id string, timestamp time.Time, payload []byte) string {
 // Header returns the svix-id, svix-timestamp and svix-signature headers of a
 // delivery of payload, with a new message id and the Signer's clock.
 func (s *Signer) Header(payload []byte) http.Header {
-	return s.HeaderFor(s.NextID(), s.now(), payload)
+	return s.HeaderFor(NewMessageID(), s.now(), payload)
 }
 
 // HeaderFor returns the headers of a delivery with the given id and
@@ -71,7 +69,21 @@ func (s *Signer) HeaderFor(id string, timestamp time.Time, payload []byte) http.
 // httptest.NewRequest builds it: for handing straight to a Handler's
 // ServeHTTP, not for sending over a network.
 func (s *Signer) Request(target string, payload []byte) *http.Request {
-	return s.RequestFor(target, s.NextID(), s.now(), payload)
+	return s.RequestFor(target, NewMessageID(), s.now(), payload)
+}
+
+// NewRequest returns a signed POST of payload to url for sending over a
+// network, with http.Client.Do: a new message id, the Signer's clock, and
+// ctx for cancellation.
+func (s *Signer) NewRequest(ctx context.Context, url string, payload []byte) (*http.Request, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range s.Header(payload) {
+		r.Header[k] = vs
+	}
+	return r, nil
 }
 
 // RequestFor is Request with a given message id and timestamp.
@@ -83,10 +95,28 @@ func (s *Signer) RequestFor(target, id string, timestamp time.Time, payload []by
 	return r
 }
 
-// NextID returns a new message id in Svix's style, "msg_" and a number
-// that grows with every call.
-func (s *Signer) NextID() string {
-	return fmt.Sprintf("msg_test%016d", s.ids.Add(1))
+// NewMessageID returns a new random message id shaped like Svix's: "msg_"
+// and 27 base62 characters. Random rather than counted, so that a test or
+// tool run twice against a receiver that remembers ids (WithIdempotency)
+// is not taken for a redelivery.
+func NewMessageID() string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	const n = 27
+	id := make([]byte, 0, len("msg_")+n)
+	id = append(id, "msg_"...)
+	var buf [64]byte
+	for len(id) < cap(id) {
+		if _, err := rand.Read(buf[:]); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		for _, b := range buf {
+			// 248 = 4*62: dropping larger bytes keeps the choice uniform.
+			if b < 248 && len(id) < cap(id) {
+				id = append(id, alphabet[b%62])
+			}
+		}
+	}
+	return string(id)
 }
 
 func (s *Signer) now() time.Time {

@@ -258,7 +258,7 @@ func TestNilNowMeansTimeNow(t *testing.T) {
 	}
 }
 
-func TestNextIDIsUnique(t *testing.T) {
+func TestNewMessageIDIsUnique(t *testing.T) {
 	tests := []struct {
 		name       string
 		goroutines int
@@ -269,8 +269,6 @@ func TestNextIDIsUnique(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			signer, err := nectarhookstest.NewSigner(nectarhookstest.NewSecret())
-			require.NoError(t, err)
 			var mu sync.Mutex
 			seen := map[string]bool{}
 			var wg sync.WaitGroup
@@ -279,7 +277,7 @@ func TestNextIDIsUnique(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for range tt.each {
-						id := signer.NextID()
+						id := nectarhookstest.NewMessageID()
 						mu.Lock()
 						seen[id] = true
 						mu.Unlock()
@@ -289,7 +287,7 @@ func TestNextIDIsUnique(t *testing.T) {
 			wg.Wait()
 			assert.Len(t, seen, tt.goroutines*tt.each)
 			for id := range seen {
-				assert.True(t, strings.HasPrefix(id, "msg_"), id)
+				assert.Regexp(t, `^msg_[0-9A-Za-z]{27}$`, id)
 			}
 		})
 	}

@@ -27,6 +27,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // Exit statuses. "Refused" is a result, not a failure of the tool: send got
@@ -58,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		stderr: stderr,
 		getenv: os.Getenv,
 		now:    time.Now,
-		newID:  newMessageID,
+		newID:  nectarhookstest.NewMessageID,
 	}
 	return e.run(ctx, args)
 }

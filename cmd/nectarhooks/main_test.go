@@ -49,7 +49,7 @@ func runCLI(t *testing.T, inv invocation, args ...string) cliResult {
 		stderr: &stderr,
 		getenv: func(k string) string { return inv.vars[k] },
 		now:    inv.now,
-		newID:  newMessageID,
+		newID:  nectarhookstest.NewMessageID,
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -340,7 +340,7 @@ func TestParseInterspersed(t *testing.T) {
 func TestNewMessageID(t *testing.T) {
 	seen := make(map[string]bool)
 	for i := range 200 {
-		id := newMessageID()
+		id := nectarhookstest.NewMessageID()
 		require.Regexp(t, `^msg_[0-9A-Za-z]{27}$`, id)
 		require.False(t, seen[id], "id %d repeats an earlier one", i)
 		seen[id] = true

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,32 +94,6 @@ func warnIfNotJSON(p payload) string {
 		return ""
 	}
 	return fmt.Sprintf("warning: %s is not valid JSON; a receiver answers 400 for it after verifying the signature", p.path)
-}
-
-// idAlphabet is base62, the alphabet of Svix's message ids.
-const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// newMessageID returns a random id shaped like Svix's, "msg_" and 27
-// base62 characters. Random rather than counted: a receiver's idempotency
-// store outlives a run of this program, and a counter restarting at 1
-// would make the second run's deliveries look like duplicates.
-func newMessageID() string {
-	const n = 27
-	id := make([]byte, 0, len("msg_")+n)
-	id = append(id, "msg_"...)
-	var buf [64]byte
-	for len(id) < cap(id) {
-		if _, err := rand.Read(buf[:]); err != nil {
-			panic(err) // crypto/rand does not fail on supported platforms
-		}
-		for _, b := range buf {
-			// 248 = 4*62: rejecting larger bytes keeps the choice uniform.
-			if b < 248 && len(id) < cap(id) {
-				id = append(id, idAlphabet[b%62])
-			}
-		}
-	}
-	return string(id)
 }
 
 // validHeaderValue reports whether s can be sent as a header value as it

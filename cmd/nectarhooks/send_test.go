@@ -321,7 +321,7 @@ func TestSendInterrupted(t *testing.T) {
 	secret := nectarhookstest.NewSecret()
 	rcv := newReceiver(t, secret)
 	var stdout, stderr bytes.Buffer
-	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return secret }, now: time.Now, newID: newMessageID}
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return secret }, now: time.Now, newID: nectarhookstest.NewMessageID}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // as Ctrl-C before the first delivery
 	code := e.run(ctx, []string{"send", "-url", rcv.url, "-repeat", "2", "all"})

@@ -142,11 +142,12 @@ func newHandler(logger *slog.Logger, secrets []string) (*nectarhooks.Handler, er
 	return h, nil
 }
 
-// errorHandler reports every delivery the Handler did not acknowledge. The
-// Handler logs refusals itself; this adds the message id and event type
-// when the message was verified, and is where a service counts failures for
-// its metrics. Statuses of 500 and up, and 0 (a failure after the answer),
-// are the service's own problems; the others are the sender's.
+// errorHandler reports every delivery the Handler did not acknowledge. With
+// an error handler set, the Handler logs none of them itself: this logs
+// each with the message id and event type when the message was verified,
+// and a panic's stack, and is where a service counts failures for its
+// metrics. Statuses of 500 and up, and 0 (a failure after the answer), are
+// the service's own problems; the others are the sender's.
 func errorHandler(logger *slog.Logger) func(context.Context, int, error) {
 	return func(ctx context.Context, status int, err error) {
 		level := slog.LevelWarn
@@ -156,6 +157,10 @@ func errorHandler(logger *slog.Logger) func(context.Context, int, error) {
 		attrs := []slog.Attr{slog.Int("status", status), slog.Any("error", err)}
 		if m, ok := nectarhooks.MessageFromContext(ctx); ok {
 			attrs = append(attrs, slog.String("message_id", m.ID), slog.String("event_type", string(m.EventType)))
+		}
+		var p *nectarhooks.PanicError
+		if errors.As(err, &p) {
+			attrs = append(attrs, slog.String("stack", string(p.Stack)))
 		}
 		logger.LogAttrs(ctx, level, "nectar webhook not acknowledged", attrs...)
 	}
