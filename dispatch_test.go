@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -1767,7 +1766,7 @@ func TestCallbackContext(t *testing.T) {
 // context, its timer, the timer's function and the cancel function), and
 // nothing else.
 func TestDispatchAllocations(t *testing.T) {
-	if dispRaceEnabled() {
+	if nectarhooks.RaceEnabled {
 		t.Skip("under the race detector sync.Pool drops items at random and the verifier's pooled HMAC states are made again: counts only hold without it")
 	}
 	for _, et := range nectarhooks.EventTypes() {
@@ -1801,18 +1800,4 @@ func TestDispatchAllocations(t *testing.T) {
 			assert.LessOrEqual(t, dispatch-parse, 5.0, "Parse: %v allocations, Dispatch: %v", parse, dispatch)
 		})
 	}
-}
-
-// dispRaceEnabled reports whether the test binary was built with -race.
-func dispRaceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }

@@ -65,13 +65,15 @@ func vtRespell(h http.Header, style int) http.Header {
 const vtBase64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 // FuzzVerify checks that Verify never panics, fails with exactly one
-// reason, accepts what Sign signs, and refuses that message after any
-// single change to its body, id, timestamp or signature.
+// reason, accepts what Sign signs, refuses that message after any single
+// change to its body, id, timestamp or signature, and applies the
+// tolerance as Svix's rule says, with the clock skew seconds and nsec
+// nanoseconds after the message.
 func FuzzVerify(f *testing.F) {
-	f.Add([]byte("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), vtID, vtTSText, vtSig, []byte(vtBody), vtTS, uint8(0), uint16(0), byte(1))
-	f.Add([]byte{}, "", "", "", []byte{}, int64(0), uint8(7), uint16(3), byte(0))
-	f.Add([]byte("k"), "msg_1", "+0001", "v1,a v2,b ,, v1", []byte("{}"), int64(-1), uint8(9), uint16(65535), byte(','))
-	f.Fuzz(func(t *testing.T, key []byte, id, tsText, sigHeader string, body []byte, ts int64, mut uint8, pos uint16, val byte) {
+	f.Add([]byte("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), vtID, vtTSText, vtSig, []byte(vtBody), vtTS, uint8(0), uint16(0), byte(1), int64(300), uint32(0), int64(0))
+	f.Add([]byte{}, "", "", "", []byte{}, int64(0), uint8(7), uint16(3), byte(0), int64(-301), uint32(999999999), int64(1))
+	f.Add([]byte("k"), "msg_1", "+0001", "v1,a v2,b ,, v1", []byte("{}"), int64(-1), uint8(9), uint16(65535), byte(','), int64(1e10), uint32(5e8), int64(-5))
+	f.Fuzz(func(t *testing.T, key []byte, id, tsText, sigHeader string, body []byte, ts int64, mut uint8, pos uint16, val byte, skew int64, nsec uint32, tol int64) {
 		// The clock stops at the message's time, so a tolerance of 1 s
 		// lets timestamp changes reach the signature check.
 		ts = min(ts, math.MaxInt64-1) // the clock cannot be 1 s ahead of MaxInt64
@@ -109,6 +111,26 @@ func FuzzVerify(f *testing.F) {
 		}
 		if err := v.Verify(body, header(id, tsText, sig)); err != nil {
 			t.Fatalf("signed message refused: %v", err)
+		}
+
+		// The tolerance rule of Svix's library, on any clock.
+		if tol <= 0 {
+			tol = int64(DefaultTolerance)
+		}
+		now, sent := time.Unix(ts+skew, int64(nsec%1e9)), time.Unix(ts, 0)
+		var want error
+		switch {
+		case now.Sub(sent) > time.Duration(tol):
+			want = ErrMessageTooOld
+		case sent.Unix() > now.Add(time.Duration(tol)).Unix():
+			want = ErrMessageTooNew
+		}
+		skewed, err := NewVerifierRaw(vtFuzzKey(key), vtAt(now), WithTolerance(time.Duration(tol)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := skewed.Verify(body, header(id, tsText, sig)); !errors.Is(err, want) {
+			t.Fatalf("clock %v, timestamp %d, tolerance %v: got %v, want %v", now, ts, time.Duration(tol), err, want)
 		}
 
 		// One change, which must be refused.

@@ -8,7 +8,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,21 +130,6 @@ func vtAssertNoLeak(t *testing.T, text string, secrets []string, keys [][]byte) 
 			assert.NotContains(t, text, n)
 		}
 	}
-}
-
-// vtRaceEnabled reports whether the test binary was built with -race,
-// under which sync.Pool drops items on purpose and allocations vary.
-func vtRaceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 func TestVerifyKnownAnswer(t *testing.T) {
@@ -279,6 +263,9 @@ func TestVerifyTolerance(t *testing.T) {
 		{"default, clock just before the next second", T.Add(time.Second - 1), 0, []check{
 			{-299, nil}, {-300, ErrMessageTooOld}, {300, nil}, {301, ErrMessageTooNew},
 		}},
+		{"default, clock 1 ns past a whole second", T.Add(1), 0, []check{
+			{-299, nil}, {-300, ErrMessageTooOld}, {300, nil}, {301, ErrMessageTooNew},
+		}},
 		{"default, clock just before a whole second", T.Add(-1), 0, []check{
 			{-300, nil}, {-301, ErrMessageTooOld}, {299, nil}, {300, ErrMessageTooNew},
 		}},
@@ -290,6 +277,17 @@ func TestVerifyTolerance(t *testing.T) {
 		}},
 		{"24 h", T, 24 * time.Hour, []check{
 			{-86400, nil}, {-86401, ErrMessageTooOld}, {86400, nil}, {86401, ErrMessageTooNew},
+		}},
+		// Offsets beyond 2^31 s, and clocks beyond 2^40 s, which simple
+		// integer arithmetic might get wrong.
+		{"100 years", T, 100 * 365 * 24 * time.Hour, []check{
+			{-3153600000, nil}, {-3153600001, ErrMessageTooOld}, {3153600000, nil}, {3153600001, ErrMessageTooNew},
+		}},
+		{"default, clock in year 71700", time.Unix(1<<41, 0), 0, []check{
+			{1<<41 - vtTS - 300, nil}, {1<<41 - vtTS - 301, ErrMessageTooOld}, {1<<41 - vtTS + 300, nil}, {1<<41 - vtTS + 301, ErrMessageTooNew},
+		}},
+		{"default, clock before 1970", time.Unix(-1<<41, 5e8), 0, []check{
+			{-1<<41 - vtTS - 299, nil}, {-1<<41 - vtTS - 300, ErrMessageTooOld}, {-1<<41 - vtTS + 300, nil}, {-1<<41 - vtTS + 301, ErrMessageTooNew},
 		}},
 	}
 	secret := vtSecretOf(vtKey(1, 24))
@@ -320,6 +318,9 @@ func TestVerifyTolerance(t *testing.T) {
 		}{
 			{0, ErrMessageTooOld}, {-1, ErrMessageTooOld}, {math.MinInt64, ErrMessageTooOld},
 			{1 << 40, ErrMessageTooNew}, {vtTS * 1000, ErrMessageTooNew},
+			// Centuries away: nanosecond differences overflow int64.
+			{vtTS - 1e10, ErrMessageTooOld}, {vtTS + 1e10, ErrMessageTooNew},
+			{vtTS - 1<<33, ErrMessageTooOld}, {vtTS + 1<<33, ErrMessageTooNew},
 			// time.Unix overflows this far out, in Svix's code as in ours,
 			// so the reason may be either; refused it must be.
 			{math.MaxInt64, nil}, {math.MaxInt64 - 1e10, nil},
@@ -729,7 +730,7 @@ func TestVerifyConcurrent(t *testing.T) {
 }
 
 func TestVerifyAllocs(t *testing.T) {
-	if vtRaceEnabled() {
+	if RaceEnabled {
 		t.Skip("the race detector makes sync.Pool drop items, so allocations vary")
 	}
 	oldS, newS := vtSecretOf(vtKey(40, 24)), vtSecretOf(vtKey(41, 24))
@@ -882,6 +883,8 @@ func vtMutations(rng *rand.Rand, sign func(id string, ts int64, body []byte) str
 		"+" + tsText, "0" + tsText, "000" + tsText, "+00" + tsText, "-" + tsText, "--" + tsText, "++" + tsText,
 		" " + tsText, tsText + " ", tsText + "\n", tsText + "s", tsText + ".0", tsText + "000", tsText[:len(tsText)-1],
 		"1e9", "0x" + strconv.FormatInt(ts, 16), "abc", "", "0", "-0", "NaN", strings.Repeat("9", 20),
+		strings.Repeat("0", 20) + tsText, strings.Repeat("9", 18), strings.Repeat("9", 19),
+		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
 		"١٦١٤٢٦٥٣٣٠", // Arabic-Indic digits
 	} {
 		add("timestamp "+strconv.Quote(tt), body, hdr(id, tt, sig))
