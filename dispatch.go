@@ -324,20 +324,19 @@ func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Head
 	if err != nil {
 		return err
 	}
-	ctx, msg := mctx, &mctx.msg
 	if h.queued() {
-		err := h.enqueue(ctx, msg, ev)
-		if _, ack := acknowledged(err, msg); ack {
-			return nil
-		}
-		return err
+		return unlessAcknowledged(h.enqueue(mctx, &mctx.msg, ev), &mctx.msg)
 	}
-	if err := h.process(ctx, msg, ev); err != nil {
-		if _, ok := acknowledged(err, msg); !ok {
-			return err
-		}
+	return unlessAcknowledged(h.process(mctx, &mctx.msg, ev), &mctx.msg)
+}
+
+// unlessAcknowledged is err, or nil for one of process's acknowledgements,
+// which ServeHTTP answers with 200.
+func unlessAcknowledged(err error, msg *Message) error {
+	if _, ack := acknowledged(err, msg); ack {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // DispatchVerified decodes msg.Payload and calls the callback, without
@@ -353,12 +352,7 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 	}
 	msg.EventType = ev.Type()
 	mctx := &msgContext{Context: ctx, msg: msg}
-	if err := h.process(mctx, &mctx.msg, ev); err != nil {
-		if _, ok := acknowledged(err, &mctx.msg); !ok {
-			return err
-		}
-	}
-	return nil
+	return unlessAcknowledged(h.process(mctx, &mctx.msg, ev), &mctx.msg)
 }
 
 // open checks the signature, then decodes the payload. Once the signature
