@@ -90,7 +90,8 @@ type Message struct {
 	// ID is the svix-id header: the same for every delivery attempt of one
 	// message, so the key for making callbacks idempotent.
 	ID string
-	// Timestamp is when Svix signed this attempt, from svix-timestamp.
+	// Timestamp is when Svix signed this attempt, from svix-timestamp, in
+	// UTC.
 	Timestamp time.Time
 	// EventType is the payload's event type, as Parse resolves it; empty
 	// when it could not be told.
@@ -364,7 +365,7 @@ func (h *Handler) open(parent context.Context, payload []byte, header http.Heade
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0), Payload: payload}}
+	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0).UTC(), Payload: payload}}
 	ev, err := Parse(payload)
 	if err != nil {
 		// What can still be told, as the Message documents.
@@ -512,7 +513,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			var ts int64
 			if id, ts, err = v.verify(body, r.Header); err == nil {
 				r = r.WithContext(&msgContext{Context: r.Context(), msg: Message{
-					ID: id, Timestamp: time.Unix(ts, 0), EventType: PeekEventType(body), Payload: body,
+					ID: id, Timestamp: time.Unix(ts, 0).UTC(), EventType: PeekEventType(body), Payload: body,
 				}})
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				next.ServeHTTP(w, r)

@@ -205,7 +205,9 @@ func (w *wire) document() Document {
 // PeekEventType reports a payload's event type without decoding it and
 // without allocating for the documented types: the "eventType" field, or
 // the shape rule of [Parse] when that is missing. It reports the empty
-// string for a payload Parse would reject as malformed or could not type.
+// string for malformed JSON, a payload that is not an object, an
+// "eventType" that is not a string, and a payload whose type cannot be
+// told. It does not check the other fields' types, as Parse does.
 func PeekEventType(payload []byte) EventType {
 	d := decoder{data: payload}
 	typ, protectedChanges, connectionFields, site, old, ok := d.peek()
