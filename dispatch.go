@@ -34,7 +34,7 @@ var (
 type CallbackError struct {
 	EventType EventType // the event type the callback was chosen by
 	MessageID string    // the message's svix-id
-	Err       error
+	Err       error     // the cause (see the type's doc)
 }
 
 // Error says which message and event type failed, and why.

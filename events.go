@@ -63,10 +63,10 @@ const (
 
 // Company identifies the Nectar customer a connection or document belongs to.
 type Company struct {
-	ExternalID string `json:"externalId"` // the customer's own id for the company
-	ID         string `json:"id"`         // Nectar's id
-	Name       string `json:"name"`
-	PublicID   string `json:"publicId"`
+	ExternalID string `json:"externalId"` // the id the customer gave the company in Nectar
+	ID         string `json:"id"`         // Nectar's id of the company
+	Name       string `json:"name"`       // e.g. "Demo Company"
+	PublicID   string `json:"publicId"`   // Nectar's public id of the company
 }
 
 // Datasource is the utility a connection pulls data from.
@@ -76,39 +76,39 @@ type Datasource struct {
 
 // Site is a physical location of the company.
 type Site struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID   string `json:"id"`   // Nectar's id of the site
+	Name string `json:"name"` // e.g. "California Facility 1"
 }
 
 // SiteRelation ties a connection to one site: the utility accounts and the
 // kinds of data the connection provides for it.
 type SiteRelation struct {
-	AccountIDs      []string         `json:"accountIds"`
-	DatasourceTypes []DatasourceType `json:"datasourceTypes"`
-	Site            Site             `json:"site"`
+	AccountIDs      []string         `json:"accountIds"`      // the utility account numbers, e.g. ["0137746423"]
+	DatasourceTypes []DatasourceType `json:"datasourceTypes"` // e.g. [ELECTRICITY]
+	Site            Site             `json:"site"`            // the site the accounts supply
 }
 
 // Connection is a link between a company and a utility's data source, the
 // shared body of the connection.* events.
 type Connection struct {
-	ID             string           `json:"id"`
-	Company        Company          `json:"company"`
-	Datasource     Datasource       `json:"datasource"`
-	SitesRelations []SiteRelation   `json:"sitesRelations"`
-	Status         ConnectionStatus `json:"status"`
-	URL            string           `json:"url"`
-	Created        Time             `json:"created"`
-	Updated        Time             `json:"updated"`
+	ID             string           `json:"id"`             // Nectar's id of the connection
+	Company        Company          `json:"company"`        // whose connection it is
+	Datasource     Datasource       `json:"datasource"`     // the utility it connects to
+	SitesRelations []SiteRelation   `json:"sitesRelations"` // the sites and accounts it covers
+	Status         ConnectionStatus `json:"status"`         // e.g. StatusConnected
+	URL            string           `json:"url"`            // the utility's site, e.g. "https://ladwp.com"
+	Created        Time             `json:"created"`        // when the connection was created
+	Updated        Time             `json:"updated"`        // when it last changed
 }
 
 // Document is a utility document (a bill, say) Nectar has processed, the
 // shared body of the document.* events.
 type Document struct {
-	ID      string  `json:"id"`
-	Company Company `json:"company"`
-	Site    Site    `json:"site"`
-	Created Time    `json:"created"`
-	Updated Time    `json:"updated"`
+	ID      string  `json:"id"`      // Nectar's id of the document
+	Company Company `json:"company"` // whose document it is
+	Site    Site    `json:"site"`    // the site it concerns
+	Created Time    `json:"created"` // when it was first processed
+	Updated Time    `json:"updated"` // when it was last processed
 }
 
 // Event is a decoded Nectar webhook payload. [Parse] returns one of
@@ -153,14 +153,14 @@ type ConnectionUpdated struct {
 // field was not in "old": it did not change, or Nectar did not report it.
 // SitesRelations is nil when absent and non-nil (possibly empty) when present.
 type ConnectionOld struct {
-	ID             *string           `json:"id,omitempty"`
-	Company        *Company          `json:"company,omitempty"`
-	Datasource     *Datasource       `json:"datasource,omitempty"`
-	SitesRelations []SiteRelation    `json:"sitesRelations,omitzero"`
-	Status         *ConnectionStatus `json:"status,omitempty"`
-	URL            *string           `json:"url,omitempty"`
-	Created        *Time             `json:"created,omitempty"`
-	Updated        *Time             `json:"updated,omitempty"`
+	ID             *string           `json:"id,omitempty"`            // the previous Connection.ID
+	Company        *Company          `json:"company,omitempty"`       // the previous Connection.Company
+	Datasource     *Datasource       `json:"datasource,omitempty"`    // the previous Connection.Datasource
+	SitesRelations []SiteRelation    `json:"sitesRelations,omitzero"` // the previous Connection.SitesRelations
+	Status         *ConnectionStatus `json:"status,omitempty"`        // the previous Connection.Status, e.g. StatusPending
+	URL            *string           `json:"url,omitempty"`           // the previous Connection.URL
+	Created        *Time             `json:"created,omitempty"`       // the previous Connection.Created
+	Updated        *Time             `json:"updated,omitempty"`       // the previous Connection.Updated
 }
 
 // DocumentCreated is the payload of document.created.v2, sent when a new
@@ -184,11 +184,11 @@ type DocumentUpdated struct {
 // DocumentOld holds the values a document had before an update. A nil field
 // was not in "old".
 type DocumentOld struct {
-	ID      *string  `json:"id,omitempty"`
-	Company *Company `json:"company,omitempty"`
-	Site    *Site    `json:"site,omitempty"`
-	Created *Time    `json:"created,omitempty"`
-	Updated *Time    `json:"updated,omitempty"`
+	ID      *string  `json:"id,omitempty"`      // the previous Document.ID
+	Company *Company `json:"company,omitempty"` // the previous Document.Company
+	Site    *Site    `json:"site,omitempty"`    // the previous Document.Site
+	Created *Time    `json:"created,omitempty"` // the previous Document.Created
+	Updated *Time    `json:"updated,omitempty"` // the previous Document.Updated
 }
 
 // UnknownEvent is an event this version of the package does not decode: a
