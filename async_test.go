@@ -528,6 +528,9 @@ func TestAsyncCallbackFailures(t *testing.T) {
 				require.ErrorAs(t, f.err, &pe)
 				assert.Equal(t, tt.wantPanic, pe.Value)
 				assert.NotEmpty(t, pe.Stack)
+				if perr, ok := tt.wantPanic.(error); ok {
+					assert.ErrorIs(t, f.err, perr, "a panic with an error unwraps to it")
+				}
 			}
 			require.Equal(t, "msg_f", <-r.finished)
 

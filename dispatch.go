@@ -55,6 +55,13 @@ type PanicError struct {
 // Error describes the panic value; the stack is left to loggers.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
+// Unwrap returns the panic value when it is an error, so that errors.Is
+// and errors.As see through the panic to it.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
 // StatusCode returns the HTTP status a Handler answers for err, as returned
 // by Handler.Dispatch or passed to the error handler: 200 for nil, 405, 413,
 // 401 for verification errors, 400 for invalid payloads, 409 for a message
