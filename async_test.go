@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -674,4 +675,57 @@ func TestAsyncOptions(t *testing.T) {
 			require.NoError(t, h.Shutdown(context.Background()))
 		})
 	}
+}
+
+// Without an error handler, a callback that fails after the 202 is logged
+// at error level, with the message id and, for a panic, the stack: it must
+// not vanish.
+func TestAsyncFailureLoggedWithoutErrorHandler(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fail      func() error
+		wantStack bool
+	}{
+		{"error", func() error { return errors.New("downstream down") }, false},
+		{"panic", func() error { panic("callback bug") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			var buf bytes.Buffer
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil))
+			secret := nectarhookstest.NewSecret()
+			h, err := nectarhooks.NewHandler(secret, nectarhooks.WithAsync(1, 1), nectarhooks.WithLogger(logger))
+			require.NoError(t, err)
+			h.OnDocumentCreated(func(context.Context, *nectarhooks.DocumentCreated) error { return tc.fail() })
+			signer, err := nectarhookstest.NewSigner(secret)
+			require.NoError(t, err)
+
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, signer.RequestFor("/hook", "msg_async_log", time.Now(), nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+			require.Equal(t, http.StatusAccepted, rec.Code)
+			require.NoError(t, h.Shutdown(context.Background()))
+
+			mu.Lock()
+			logs := buf.String()
+			mu.Unlock()
+			assert.Contains(t, logs, "level=ERROR")
+			assert.Contains(t, logs, "callback failed after the delivery was acknowledged")
+			assert.Contains(t, logs, "message_id=msg_async_log")
+			assert.Contains(t, logs, "status=0")
+			assert.Equal(t, tc.wantStack, strings.Contains(logs, "async_test.go"), "the panic's stack, and only for a panic")
+		})
+	}
+}
+
+// lockedWriter serialises writes from the worker and reads from the test.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

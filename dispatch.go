@@ -541,7 +541,8 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	if r.ContentLength > max {
 		return nil, ErrBodyTooLarge
 	}
-	if r.ContentLength >= 0 {
+	switch {
+	case r.ContentLength > 0:
 		// The common case: one allocation of the exact size. net/http
 		// stops the body at Content-Length, so it cannot run over.
 		body := make([]byte, r.ContentLength)
@@ -549,7 +550,12 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 			return nil, fmt.Errorf("%w: %w", ErrReadBody, err)
 		}
 		return body, nil
+	case r.Body == nil || r.Body == http.NoBody:
+		return []byte{}, nil
 	}
+	// A chunked body, or a request built by hand whose ContentLength of 0
+	// means unknown, as it does for http.NewRequest with an io.Reader of
+	// its own: read up to the limit.
 	body := make([]byte, 0, 4096)
 	for {
 		if int64(len(body)) > max {

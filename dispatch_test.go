@@ -1801,3 +1801,41 @@ func TestDispatchAllocations(t *testing.T) {
 		})
 	}
 }
+
+// A request built by hand may leave ContentLength at 0 with a body, which
+// then means "unknown" (http.NewRequest does so for readers it does not
+// know); the Handler reads it rather than taking it for empty.
+func TestHandlerReadsBodyOfUnknownLength(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	h, err := nectarhooks.NewHandler(secret)
+	require.NoError(t, err)
+	var got string
+	h.OnConnectionUpdated(func(_ context.Context, e *nectarhooks.ConnectionUpdated) error {
+		got = e.ID
+		return nil
+	})
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	body := nectarhookstest.Sample(nectarhooks.EventConnectionUpdated)
+
+	for _, tc := range []struct {
+		name          string
+		contentLength int64
+	}{
+		{"zero meaning unknown", 0},
+		{"chunked", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = ""
+			// io.MultiReader hides the reader's length from http.NewRequest.
+			r, err := http.NewRequest(http.MethodPost, "/hook", io.MultiReader(bytes.NewReader(body)))
+			require.NoError(t, err)
+			r.ContentLength = tc.contentLength
+			r.Header = signer.Header(body)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			assert.Equal(t, "a6c70a54-34e7-4277-80b0-412869ce087c", got)
+		})
+	}
+}
