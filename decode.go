@@ -594,7 +594,7 @@ func (d *decoder) string() string {
 	if d.err != nil {
 		return ""
 	}
-	if simple && d.str != "" {
+	if simple {
 		return d.str[start+1 : d.pos-1]
 	}
 	return d.unquote(start)

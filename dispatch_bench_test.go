@@ -81,13 +81,20 @@ func benchDelivery(b *testing.B) (body []byte, header http.Header, f *dispFixtur
 	return body, f.header(b, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", time.Now(), body), f
 }
 
-func BenchmarkPipeline(b *testing.B) {
-	body, header, f := benchDelivery(b)
-	h, err := nectarhooks.NewHandler(f.secret)
+// benchHandler is the Handler both in-process and loopback benchmarks
+// measure: default options and benchCallback.
+func benchHandler(b *testing.B, secret string) *nectarhooks.Handler {
+	h, err := nectarhooks.NewHandler(secret)
 	if err != nil {
 		b.Fatal(err)
 	}
 	h.OnConnectionUpdated(benchCallback)
+	return h
+}
+
+func BenchmarkPipeline(b *testing.B) {
+	body, header, f := benchDelivery(b)
+	h := benchHandler(b, f.secret)
 	template := httptest.NewRequest(http.MethodPost, "/webhooks/nectar", nil)
 	template.Header = header
 	template.ContentLength = int64(len(body))
@@ -183,11 +190,7 @@ func newTypedEvent(et nectarhooks.EventType) nectarhooks.Event {
 // answers 200, with the same clients and the same signed deliveries.
 func BenchmarkLoopback(b *testing.B) {
 	body, header, f := benchDelivery(b)
-	h, err := nectarhooks.NewHandler(f.secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h.OnConnectionUpdated(benchCallback)
+	h := benchHandler(b, f.secret)
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			http.Error(w, "unreadable body", http.StatusBadRequest)

@@ -80,12 +80,12 @@ func Parse(payload []byte) (Event, error) {
 	}
 	switch kind {
 	case kindConnectionCreated:
-		return &ConnectionCreated{Connection: w.connection(), Raw: payload}, nil
+		return &ConnectionCreated{Connection: w.conn, Raw: payload}, nil
 	case kindConnectionValidated:
-		return &ConnectionValidated{Connection: w.connection(), Raw: payload}, nil
+		return &ConnectionValidated{Connection: w.conn, Raw: payload}, nil
 	case kindConnectionUpdated:
 		return &ConnectionUpdated{
-			Connection:       w.connection(),
+			Connection:       w.conn,
 			ProtectedChanges: w.protectedChanges,
 			Old: ConnectionOld{
 				ID: w.old.ID, Company: w.old.Company, Datasource: w.old.Datasource,
@@ -192,8 +192,6 @@ func inferKind(protectedChanges, connectionFields, site, old bool) (eventKind, E
 	}
 	return kindUnknown, ""
 }
-
-func (w *wire) connection() Connection { return w.conn }
 
 func (w *wire) document() Document {
 	return Document{

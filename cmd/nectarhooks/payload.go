@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 
@@ -94,6 +95,13 @@ func warnIfNotJSON(p payload) string {
 		return ""
 	}
 	return fmt.Sprintf("warning: %s is not valid JSON; a receiver answers 400 for it after verifying the signature", p.path)
+}
+
+// isHTTPURL reports whether s is an absolute http:// or https:// URL with a
+// host, the only kind a delivery can be sent to.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // validHeaderValue reports whether s can be sent as a header value as it

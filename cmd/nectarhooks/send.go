@@ -94,8 +94,7 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	case f.timeout <= 0:
 		return e.usageError(c, "-timeout must be positive, got %s", f.timeout)
 	}
-	target, err := url.Parse(f.url)
-	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+	if !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
 	secret, ok := e.secret(f.secret)

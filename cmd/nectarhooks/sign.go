@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -62,10 +61,8 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 	case flagWasSet(fs, "id") && (f.id == "" || !validHeaderValue(f.id) || strings.Contains(f.id, " ")):
 		return e.usageError(c, "-id %q is not usable as a header value", f.id)
 	}
-	if f.url != "" {
-		if u, err := url.Parse(f.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
-		}
+	if f.url != "" && !isHTTPURL(f.url) {
+		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
 	secret, ok := e.secret(f.secret)
 	if !ok {

@@ -54,53 +54,27 @@ func TestMux(t *testing.T) {
 	current, old := nectarhookstest.NewSecret(), nectarhookstest.NewSecret()
 	sample := nectarhookstest.Sample
 
-	tests := []struct {
+	type muxCase struct {
 		name       string
 		request    func(current, old *nectarhookstest.Signer) *http.Request
 		repeat     int // how many times the same request is sent; 1 if 0
 		wantStatus int
 		wantLogs   map[string]int // log messages and how often each appears
-	}{
-		{
-			name: "connection.created.v2",
+	}
+	// One delivery of each documented event type, each logged by its
+	// callback as, for example, "connection created".
+	var tests []muxCase
+	for _, et := range nectarhooks.EventTypes() {
+		tests = append(tests, muxCase{
+			name: string(et),
 			request: func(s, _ *nectarhookstest.Signer) *http.Request {
-				return s.Request("/webhooks/nectar", sample(nectarhooks.EventConnectionCreated))
+				return s.Request("/webhooks/nectar", sample(et))
 			},
 			wantStatus: http.StatusOK,
-			wantLogs:   map[string]int{"connection created": 1},
-		},
-		{
-			name: "connection.updated.v2",
-			request: func(s, _ *nectarhookstest.Signer) *http.Request {
-				return s.Request("/webhooks/nectar", sample(nectarhooks.EventConnectionUpdated))
-			},
-			wantStatus: http.StatusOK,
-			wantLogs:   map[string]int{"connection updated": 1},
-		},
-		{
-			name: "connection.validated.v2",
-			request: func(s, _ *nectarhookstest.Signer) *http.Request {
-				return s.Request("/webhooks/nectar", sample(nectarhooks.EventConnectionValidated))
-			},
-			wantStatus: http.StatusOK,
-			wantLogs:   map[string]int{"connection validated": 1},
-		},
-		{
-			name: "document.created.v2",
-			request: func(s, _ *nectarhookstest.Signer) *http.Request {
-				return s.Request("/webhooks/nectar", sample(nectarhooks.EventDocumentCreated))
-			},
-			wantStatus: http.StatusOK,
-			wantLogs:   map[string]int{"document created": 1},
-		},
-		{
-			name: "document.updated.v2",
-			request: func(s, _ *nectarhookstest.Signer) *http.Request {
-				return s.Request("/webhooks/nectar", sample(nectarhooks.EventDocumentUpdated))
-			},
-			wantStatus: http.StatusOK,
-			wantLogs:   map[string]int{"document updated": 1},
-		},
+			wantLogs:   map[string]int{strings.ReplaceAll(strings.TrimSuffix(string(et), ".v2"), ".", " "): 1},
+		})
+	}
+	tests = append(tests, []muxCase{
 		{
 			name: "signed with the old secret during rotation",
 			request: func(_, o *nectarhookstest.Signer) *http.Request {
@@ -165,7 +139,7 @@ func TestMux(t *testing.T) {
 			wantStatus: http.StatusNotFound,
 			wantLogs:   map[string]int{"document created": 0},
 		},
-	}
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &logBuffer{}
