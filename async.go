@@ -76,9 +76,10 @@ type asyncQueue struct {
 }
 
 type asyncJob struct {
-	ctx context.Context
-	msg *Message
-	ev  Event
+	ctx   context.Context
+	msg   *Message
+	ev    Event
+	token string // the idempotency claim's
 }
 
 func newAsyncQueue(h *Handler, c asyncConfig) *asyncQueue {
@@ -97,16 +98,17 @@ func (q *asyncQueue) enqueue(ctx context.Context, msg *Message, ev Event) error 
 	if q.done {
 		return ErrShuttingDown
 	}
-	if err := q.h.claim(ctx, msg); err != nil {
+	token, err := q.h.claim(ctx, msg)
+	if err != nil {
 		return err
 	}
 	// The callback runs after the request is answered: keep the context's
 	// values (the Message, tracing) but not its cancellation.
 	select {
-	case q.jobs <- asyncJob{ctx: context.WithoutCancel(ctx), msg: msg, ev: ev}:
+	case q.jobs <- asyncJob{ctx: context.WithoutCancel(ctx), msg: msg, ev: ev, token: token}:
 		return nil
 	default:
-		q.h.settle(ctx, msg, ErrQueueFull)
+		q.h.settle(ctx, msg, token, ErrQueueFull)
 		return ErrQueueFull
 	}
 }
@@ -115,7 +117,7 @@ func (q *asyncQueue) work() {
 	defer q.wg.Done()
 	for j := range q.jobs {
 		err := q.h.call(j.ctx, j.msg, j.ev)
-		q.h.settle(j.ctx, j.msg, err)
+		q.h.settle(j.ctx, j.msg, j.token, err)
 		if _, ack := acknowledged(err, j.msg); err != nil && !ack {
 			q.h.opts.report(j.ctx, 0, err)
 		}

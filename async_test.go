@@ -272,8 +272,8 @@ func newAsSignalStore() *asSignalStore {
 	return &asSignalStore{MemoryStore: nectarhooks.NewMemoryStore(0, 0), completed: make(chan string, asChanSize)}
 }
 
-func (s *asSignalStore) Complete(ctx context.Context, id string) error {
-	err := s.MemoryStore.Complete(ctx, id)
+func (s *asSignalStore) Complete(ctx context.Context, id, token string) error {
+	err := s.MemoryStore.Complete(ctx, id, token)
 	s.completed <- id
 	return err
 }

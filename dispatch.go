@@ -387,40 +387,44 @@ func (h *Handler) open(parent context.Context, payload []byte, header http.Heade
 // store, if any. It returns errUnhandled or errDuplicate when it
 // acknowledged the message without a callback.
 func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
-	if err := h.claim(ctx, msg); err != nil {
+	token, err := h.claim(ctx, msg)
+	if err != nil {
 		return err
 	}
-	err := h.call(ctx, msg, ev)
-	h.settle(ctx, msg, err)
+	err = h.call(ctx, msg, ev)
+	h.settle(ctx, msg, token, err)
 	return err
 }
 
 // claim asks the idempotency store, if any, whether msg may be processed
-// now: nil if so, errDuplicate if it was processed already, ErrInFlight if
-// an earlier delivery of it is being processed.
-func (h *Handler) claim(ctx context.Context, msg *Message) error {
+// now: the claim's token if so, errDuplicate if it was processed already,
+// ErrInFlight if an earlier delivery of it is being processed.
+func (h *Handler) claim(ctx context.Context, msg *Message) (string, error) {
 	store := h.opts.idempotency
 	if store == nil {
-		return nil
+		return "", nil
 	}
-	claim, err := store.Claim(ctx, msg.ID)
+	claim, token, err := store.Claim(ctx, msg.ID, h.lease())
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	case claim == ClaimDone:
 		h.opts.log().LogAttrs(ctx, slog.LevelDebug, "nectarhooks: message already processed; acknowledged",
 			slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)))
-		return errDuplicate
+		return "", errDuplicate
 	case claim == ClaimInFlight:
-		return ErrInFlight
+		return "", ErrInFlight
 	}
-	return nil
+	return token, nil
 }
+
+// lease is how long a claim holds: the callback deadline and LeaseGrace.
+func (h *Handler) lease() time.Duration { return h.opts.callbackTimeout + LeaseGrace }
 
 // settle records the outcome of a claimed message in the idempotency store:
 // processed when err is nil or an acknowledgement, released for a retry
 // otherwise.
-func (h *Handler) settle(ctx context.Context, msg *Message, err error) {
+func (h *Handler) settle(ctx context.Context, msg *Message, token string, err error) {
 	store := h.opts.idempotency
 	if store == nil {
 		return
@@ -429,13 +433,13 @@ func (h *Handler) settle(ctx context.Context, msg *Message, err error) {
 	// an id left claimed would refuse every retry until its lease expires.
 	ctx = context.WithoutCancel(ctx)
 	if _, ack := acknowledged(err, msg); err != nil && !ack {
-		if rerr := store.Release(ctx, msg.ID); rerr != nil {
+		if rerr := store.Release(ctx, msg.ID, token); rerr != nil {
 			h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: releasing an idempotency claim failed; retries are refused until it expires",
 				slog.String("message_id", msg.ID), slog.Any("error", rerr))
 		}
 		return
 	}
-	if cerr := store.Complete(ctx, msg.ID); cerr != nil {
+	if cerr := store.Complete(ctx, msg.ID, token); cerr != nil {
 		h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: recording a processed message failed; a redelivery would run its callback again",
 			slog.String("message_id", msg.ID), slog.Any("error", cerr))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -32,25 +33,51 @@ const (
 	ClaimInFlight
 )
 
+// LeaseGrace is what a Handler adds to the callback deadline
+// (WithCallbackTimeout) to make the lease of a claim: with the defaults a
+// claim holds 10 s + 2 s = 12 s. The grace covers the time between the
+// claim and the callback's start and between its end and Complete or
+// Release, so that a holder that keeps to its deadline never loses its
+// claim, while one that hangs or dies blocks its message for no longer
+// than that.
+const LeaseGrace = 2 * time.Second
+
 // IdempotencyStore remembers which messages (by svix-id) were processed,
-// so that a redelivery does not run its callback twice. Implementations
-// must be safe for concurrent use. MemoryStore serves one process; several
-// replicas need a shared store, which the interface is small enough to
-// build on Redis (Claim as SET id inflight NX with a lease, Complete as SET
-// id done with the TTL, Release as DEL) or on a PostgreSQL table (INSERT
-// ... ON CONFLICT DO NOTHING). A shared store should give claims a lease,
-// longer than the callback timeout, so that a replica that dies while
-// holding one does not block the message for longer than that.
+// so that a redelivery does not run its callback twice, also across the
+// replicas of a service when the store is shared (the pgxstore and
+// goredisstore modules). Implementations must be safe for concurrent use
+// and keep this contract, which nectarhookstest.TestIdempotencyStore
+// checks:
+//
+//   - Leases. A claim holds for the lease passed to Claim and then expires
+//     on its own: a later Claim of the same id acquires it, as if the
+//     holder had released it. A holder that hangs or died blocks its
+//     message for no longer than the lease.
+//   - Fencing. Each acquired claim has a token of its own, unique among the
+//     claims of that id. Complete and Release act only while the token is
+//     the id's current claim, or (Complete) while no newer claim exists: a
+//     holder whose lease expired and was taken over cannot complete or
+//     release the newer holder's claim.
+//   - Completion. A completed id reports ClaimDone for the store's TTL
+//     (DefaultIdempotencyTTL unless configured), then is forgotten.
+//   - Forget removes an id in any state, so that its next delivery runs.
 type IdempotencyStore interface {
 	// Claim reports whether the message id may be processed now and, if
-	// so, marks it in flight.
-	Claim(ctx context.Context, id string) (Claim, error)
-	// Complete records that id was processed; later Claims of it report
-	// ClaimDone for as long as the store remembers it.
-	Complete(ctx context.Context, id string) error
-	// Release forgets the claim on id after its processing failed, so the
-	// retry runs.
-	Release(ctx context.Context, id string) error
+	// so, marks it in flight for lease and returns the claim's token,
+	// which is empty for any other answer. An error means the store could
+	// not answer; the delivery is then answered 503 and nothing runs.
+	Claim(ctx context.Context, id string, lease time.Duration) (claim Claim, token string, err error)
+	// Complete records that id was processed under token; later Claims of
+	// it report ClaimDone for as long as the store remembers it. It does
+	// nothing when another claim of id holds now.
+	Complete(ctx context.Context, id, token string) error
+	// Release ends the claim token on id after its processing failed, so
+	// that the retry runs. It does nothing unless token is id's current
+	// claim.
+	Release(ctx context.Context, id, token string) error
+	// Forget removes id, processed or in flight, so that its next delivery
+	// runs the callback: for deliberate resends.
+	Forget(ctx context.Context, id string) error
 }
 
 // WithIdempotency makes a Handler run each message's callback once: a
@@ -60,7 +87,7 @@ type IdempotencyStore interface {
 // a failed callback releases the message so that the retry runs. Nectar
 // resends through the Svix portal keep the message id, so a deliberate
 // resend of a processed message is skipped too: remove it from the store
-// first (MemoryStore.Forget). Default: none, every delivery runs its
+// first (IdempotencyStore.Forget). Default: none, every delivery runs its
 // callback.
 func WithIdempotency(store IdempotencyStore) Option {
 	return func(o *options) error {
@@ -90,6 +117,7 @@ type MemoryStore struct {
 	head    int          // done[:head] were consumed already
 	live    int          // done entries in entries; what the size cap counts
 	seq     uint64       // numbers completions, to tell a record current
+	tokens  uint64       // numbers claims: their tokens
 	max     int
 	ttl     time.Duration
 	now     func() time.Time
@@ -97,6 +125,8 @@ type MemoryStore struct {
 
 type memoryEntry struct {
 	inFlight bool
+	token    uint64    // the claim's token, for entries in flight
+	expires  time.Time // the claim's lease end, for entries in flight
 	at       time.Time // completion time, for done entries
 	seq      uint64    // the completion's number, for done entries
 }
@@ -124,29 +154,38 @@ func NewMemoryStore(maxEntries int, ttl time.Duration) *MemoryStore {
 	return &MemoryStore{entries: make(map[string]memoryEntry), max: maxEntries, ttl: ttl, now: time.Now}
 }
 
-// Claim implements IdempotencyStore.
-func (s *MemoryStore) Claim(_ context.Context, id string) (Claim, error) {
+// Claim implements IdempotencyStore. A claim in flight past its lease is
+// taken over, with a new token.
+func (s *MemoryStore) Claim(_ context.Context, id string, lease time.Duration) (Claim, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	s.expire(now)
 	if e, ok := s.entries[id]; ok {
-		if e.inFlight {
-			return ClaimInFlight, nil
+		if !e.inFlight {
+			return ClaimDone, "", nil
 		}
-		return ClaimDone, nil
+		if now.Before(e.expires) {
+			return ClaimInFlight, "", nil
+		}
 	}
-	s.entries[id] = memoryEntry{inFlight: true}
-	return ClaimAcquired, nil
+	s.tokens++
+	s.entries[id] = memoryEntry{inFlight: true, token: s.tokens, expires: now.Add(lease)}
+	return ClaimAcquired, strconv.FormatUint(s.tokens, 10), nil
+}
+
+// stale reports whether token is not the claim e holds now.
+func stale(e memoryEntry, token string) bool {
+	return token != strconv.FormatUint(e.token, 10)
 }
 
 // Complete implements IdempotencyStore.
-func (s *MemoryStore) Complete(_ context.Context, id string) error {
+func (s *MemoryStore) Complete(_ context.Context, id, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if e, ok := s.entries[id]; ok && !e.inFlight {
-		return nil // completed already; keep its first time
+	if e, ok := s.entries[id]; ok && (!e.inFlight || stale(e, token)) {
+		return nil // completed already (keep its first time), or claimed anew
 	}
 	s.seq++
 	s.entries[id] = memoryEntry{at: now, seq: s.seq}
@@ -157,24 +196,25 @@ func (s *MemoryStore) Complete(_ context.Context, id string) error {
 }
 
 // Release implements IdempotencyStore.
-func (s *MemoryStore) Release(_ context.Context, id string) error {
+func (s *MemoryStore) Release(_ context.Context, id, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[id]; ok && e.inFlight {
+	if e, ok := s.entries[id]; ok && e.inFlight && !stale(e, token) {
 		delete(s.entries, id)
 	}
 	return nil
 }
 
-// Forget removes id, processed or in flight, so that its next delivery
-// runs the callback: for deliberate resends.
-func (s *MemoryStore) Forget(id string) {
+// Forget implements IdempotencyStore: it removes id, processed or in
+// flight, so that its next delivery runs the callback. It never fails.
+func (s *MemoryStore) Forget(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[id]; ok && !e.inFlight {
 		s.live--
 	}
 	delete(s.entries, id)
+	return nil
 }
 
 // Len reports how many messages the store remembers, in flight or done.

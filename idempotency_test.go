@@ -52,19 +52,23 @@ type idemOp struct {
 func idemRun(t *testing.T, s *MemoryStore, c *idemClock, ops []idemOp) {
 	t.Helper()
 	ctx := context.Background()
+	tokens := map[string]string{} // each id's latest acquired claim
 	for i, op := range ops {
 		what := fmt.Sprintf("step %d: %s %s", i, op.op, op.id)
 		switch op.op {
 		case "claim":
-			got, err := s.Claim(ctx, op.id)
+			got, token, err := s.Claim(ctx, op.id, time.Hour)
 			require.NoError(t, err, what)
 			require.Equal(t, op.want, got, what)
+			if got == ClaimAcquired {
+				tokens[op.id] = token
+			}
 		case "complete":
-			require.NoError(t, s.Complete(ctx, op.id), what)
+			require.NoError(t, s.Complete(ctx, op.id, tokens[op.id]), what)
 		case "release":
-			require.NoError(t, s.Release(ctx, op.id), what)
+			require.NoError(t, s.Release(ctx, op.id, tokens[op.id]), what)
 		case "forget":
-			s.Forget(op.id)
+			require.NoError(t, s.Forget(ctx, op.id), what)
 		case "advance":
 			c.advance(op.d)
 		default:
@@ -133,9 +137,12 @@ func TestMemoryStoreLifecycle(t *testing.T) {
 			advance(20*time.Minute, 2), claim("a", ClaimAcquired, 3), claim("b", ClaimDone, 3),
 			advance(20*time.Minute, 2), claim("b", ClaimAcquired, 3), claim("c", ClaimDone, 3),
 		}},
-		{name: "in flight is never expired", ttl: time.Hour, ops: []idemOp{
-			claim("a", ClaimAcquired, 1), advance(100*time.Hour, 1), claim("a", ClaimInFlight, 1),
-			complete("a", 1), advance(time.Hour, 0), claim("a", ClaimAcquired, 1),
+		// idemRun claims for an hour: within it the claim holds past the
+		// done TTL, after it the next claim takes the message over.
+		{name: "in flight holds for its lease, not the TTL", ttl: time.Minute, ops: []idemOp{
+			claim("a", ClaimAcquired, 1), advance(59*time.Minute, 1), claim("a", ClaimInFlight, 1),
+			advance(time.Minute, 1), claim("a", ClaimAcquired, 1),
+			complete("a", 1), advance(time.Minute, 0), claim("a", ClaimAcquired, 1),
 		}},
 		{name: "size cap evicts the oldest done", max: 3, ops: []idemOp{
 			complete("a", 1), complete("b", 2), complete("c", 3), claim("a", ClaimDone, 3),
@@ -213,13 +220,13 @@ func TestMemoryStoreCompaction(t *testing.T) {
 			name: "size cap", max: 8,
 			fill: func(s *MemoryStore, c *idemClock) {
 				for i := range n {
-					idemMust(s.Complete(context.Background(), strconv.Itoa(i)))
+					idemMust(s.Complete(context.Background(), strconv.Itoa(i), ""))
 				}
 			},
 			wantLen: 8,
 			check: func(t *testing.T, s *MemoryStore) {
 				for i := n - 8; i < n; i++ {
-					got, err := s.Claim(context.Background(), strconv.Itoa(i))
+					got, _, err := s.Claim(context.Background(), strconv.Itoa(i), time.Hour)
 					require.NoError(t, err)
 					assert.Equal(t, ClaimDone, got, "the newest %d are kept", 8)
 				}
@@ -229,7 +236,7 @@ func TestMemoryStoreCompaction(t *testing.T) {
 			name: "TTL", max: 1 << 20, ttl: time.Minute,
 			fill: func(s *MemoryStore, c *idemClock) {
 				for i := range n {
-					idemMust(s.Complete(context.Background(), strconv.Itoa(i)))
+					idemMust(s.Complete(context.Background(), strconv.Itoa(i), ""))
 					c.advance(time.Second)
 				}
 			},
@@ -241,16 +248,16 @@ func TestMemoryStoreCompaction(t *testing.T) {
 			name: "forget behind a long-lived entry", max: 100,
 			fill: func(s *MemoryStore, c *idemClock) {
 				ctx := context.Background()
-				idemMust(s.Complete(ctx, "anchor"))
+				idemMust(s.Complete(ctx, "anchor", ""))
 				for i := range n {
 					id := strconv.Itoa(i)
-					idemMust(s.Complete(ctx, id))
-					s.Forget(id)
+					idemMust(s.Complete(ctx, id, ""))
+					idemMust(s.Forget(ctx, id))
 				}
 			},
 			wantLen: 1,
 			check: func(t *testing.T, s *MemoryStore) {
-				got, err := s.Claim(context.Background(), "anchor")
+				got, _, err := s.Claim(context.Background(), "anchor", time.Hour)
 				require.NoError(t, err)
 				assert.Equal(t, ClaimDone, got)
 			},
@@ -310,7 +317,7 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 					default:
 					}
 					_ = s.Len()
-					s.Forget(fmt.Sprintf("other-%d", i))
+					idemMust(s.Forget(ctx, fmt.Sprintf("other-%d", i)))
 				}
 			}()
 			var wg sync.WaitGroup
@@ -321,7 +328,7 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 					for k := range ids {
 						i := (k*7 + w*37) % ids
 						id := strconv.Itoa(i)
-						got, err := s.Claim(ctx, id)
+						got, token, err := s.Claim(ctx, id, time.Hour)
 						if err != nil || got != ClaimAcquired {
 							continue
 						}
@@ -331,11 +338,11 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 						first := acquired[i].Add(1) == 1
 						holders[i].Store(0)
 						if first && tt.releaseEvery > 0 && i%tt.releaseEvery == 0 {
-							idemMust(s.Release(ctx, id))
+							idemMust(s.Release(ctx, id, token))
 							continue
 						}
 						completed[i].Add(1)
-						idemMust(s.Complete(ctx, id))
+						idemMust(s.Complete(ctx, id, token))
 					}
 				}()
 			}
@@ -346,7 +353,7 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 			assert.Zero(t, overlaps.Load(), "ids held by two deliveries at once")
 			for i := range ids {
 				require.LessOrEqual(t, completed[i].Load(), int32(1), "id %d completed more than once", i)
-				got, err := s.Claim(ctx, strconv.Itoa(i))
+				got, _, err := s.Claim(ctx, strconv.Itoa(i), time.Hour)
 				require.NoError(t, err)
 				if completed[i].Load() == 1 {
 					assert.Equal(t, ClaimDone, got, "id %d", i)
@@ -645,20 +652,22 @@ type idemFakeStore struct {
 	claims, completes, releases       atomic.Int32
 }
 
-func (s *idemFakeStore) Claim(context.Context, string) (Claim, error) {
+func (s *idemFakeStore) Claim(context.Context, string, time.Duration) (Claim, string, error) {
 	s.claims.Add(1)
-	return ClaimAcquired, s.claimErr
+	return ClaimAcquired, "t", s.claimErr
 }
 
-func (s *idemFakeStore) Complete(context.Context, string) error {
+func (s *idemFakeStore) Complete(context.Context, string, string) error {
 	s.completes.Add(1)
 	return s.completeErr
 }
 
-func (s *idemFakeStore) Release(context.Context, string) error {
+func (s *idemFakeStore) Release(context.Context, string, string) error {
 	s.releases.Add(1)
 	return s.releaseErr
 }
+
+func (s *idemFakeStore) Forget(context.Context, string) error { return nil }
 
 func TestIdempotencyStoreFailures(t *testing.T) {
 	errDown := errors.New("store is down")
@@ -740,7 +749,7 @@ func TestMemoryStoreForgetResend(t *testing.T) {
 			r := newIdemRig(t, store, []string{"ok"})
 			require.Equal(t, http.StatusOK, idemServe(r.h, "msg_resend"))
 			if tt.forget {
-				store.Forget("msg_resend")
+				require.NoError(t, store.Forget(context.Background(), "msg_resend"))
 			}
 			require.Equal(t, http.StatusOK, idemServe(r.h, "msg_resend"))
 			require.Equal(t, http.StatusOK, idemServe(r.h, "msg_resend"), "and a third delivery is a duplicate either way")
@@ -768,7 +777,7 @@ func TestIdempotencyUnhandled(t *testing.T) {
 			r := newIdemRig(t, store, []string{"ok"})
 			r.h.OnDocumentCreated(nil)
 			require.Equal(t, http.StatusOK, idemServe(r.h, "msg_unhandled"))
-			claim, err := store.Claim(context.Background(), "msg_unhandled")
+			claim, _, err := store.Claim(context.Background(), "msg_unhandled", time.Hour)
 			require.NoError(t, err)
 			assert.Equal(t, ClaimDone, claim)
 			if tt.register {

@@ -217,8 +217,8 @@ type ltStore struct {
 	s *ltServer
 }
 
-func (st ltStore) Complete(ctx context.Context, id string) error {
-	err := st.MemoryStore.Complete(ctx, id)
+func (st ltStore) Complete(ctx context.Context, id, token string) error {
+	err := st.MemoryStore.Complete(ctx, id, token)
 	st.s.processed(id)
 	return err
 }
