@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,11 +36,14 @@ const (
 
 // LeaseGrace is what a Handler adds to the callback deadline
 // (WithCallbackTimeout) to make the lease of a claim: with the defaults a
-// claim holds 10 s + 2 s = 12 s. The grace covers the time between the
-// claim and the callback's start and between its end and Complete or
-// Release, so that a holder that keeps to its deadline never loses its
-// claim, while one that hangs or dies blocks its message for no longer
-// than that.
+// claim holds 10 s + 2 s = 12 s from the moment the store grants it. The
+// grace covers the time between the claim and the callback's start, and
+// between the callback's end and Complete or Release, so that a holder that
+// keeps to its deadline never loses its claim, while one that hangs or dies
+// blocks its message for no longer than the lease. With WithAsync a worker
+// claims a message anew when it waited in the queue for more than half of
+// LeaseGrace, since the rest of the lease taken at intake might then not
+// cover the callback's deadline.
 const LeaseGrace = 2 * time.Second
 
 // IdempotencyStore remembers which messages (by svix-id) were processed,
@@ -49,18 +53,29 @@ const LeaseGrace = 2 * time.Second
 // and keep this contract, which nectarhookstest.TestIdempotencyStore
 // checks:
 //
-//   - Leases. A claim holds for the lease passed to Claim and then expires
-//     on its own: a later Claim of the same id acquires it, as if the
-//     holder had released it. A holder that hangs or died blocks its
-//     message for no longer than the lease.
-//   - Fencing. Each acquired claim has a token of its own, unique among the
-//     claims of that id. Complete and Release act only while the token is
-//     the id's current claim, or (Complete) while no newer claim exists: a
-//     holder whose lease expired and was taken over cannot complete or
-//     release the newer holder's claim.
+//   - Leases. A claim holds for the lease passed to Claim, counted from
+//     when the store grants it, and then expires on its own: a later Claim
+//     of the same id acquires it, as if the holder had released it. A
+//     holder that hangs or died blocks its message for no longer than the
+//     lease. A Handler asks for WithCallbackTimeout plus LeaseGrace. The
+//     store's clock may be coarse (milliseconds, or a database's
+//     transaction time), never early.
+//   - Fencing. Each acquired claim has a token of its own, never handed
+//     out again for that id. Release acts only while its token is the id's
+//     current claim. Complete acts while its token is the current claim or
+//     no live claim exists (the holder's lease ran out and nobody took the
+//     message over): a holder that hung past its lease and then succeeded
+//     still records its work, but a holder whose message was taken over can
+//     neither complete nor release the newer holder's claim.
 //   - Completion. A completed id reports ClaimDone for the store's TTL
-//     (DefaultIdempotencyTTL unless configured), then is forgotten.
-//   - Forget removes an id in any state, so that its next delivery runs.
+//     (DefaultIdempotencyTTL unless configured), counted from the
+//     completion, then is forgotten. A claim in flight is kept for its
+//     lease however short the TTL.
+//   - Forget removes an id in any state, so that its next delivery runs; a
+//     holder of a forgotten claim is stale from then on.
+//
+// Every method answers for the id alone: ids are opaque strings, compared
+// byte for byte, of any length a svix-id header can have.
 type IdempotencyStore interface {
 	// Claim reports whether the message id may be processed now and, if
 	// so, marks it in flight for lease and returns the claim's token,
@@ -69,14 +84,16 @@ type IdempotencyStore interface {
 	Claim(ctx context.Context, id string, lease time.Duration) (claim Claim, token string, err error)
 	// Complete records that id was processed under token; later Claims of
 	// it report ClaimDone for as long as the store remembers it. It does
-	// nothing when another claim of id holds now.
+	// nothing when another claim of id holds now, or when id is done
+	// already (its first completion counts for the TTL).
 	Complete(ctx context.Context, id, token string) error
 	// Release ends the claim token on id after its processing failed, so
 	// that the retry runs. It does nothing unless token is id's current
 	// claim.
 	Release(ctx context.Context, id, token string) error
 	// Forget removes id, processed or in flight, so that its next delivery
-	// runs the callback: for deliberate resends.
+	// runs the callback: for deliberate resends. Forgetting an id the
+	// store does not have is not an error.
 	Forget(ctx context.Context, id string) error
 }
 
@@ -107,9 +124,15 @@ const DefaultMemoryStoreSize = 100_000
 
 // MemoryStore is an IdempotencyStore in the process's memory, bounded in
 // size and time: it remembers up to a set number of processed messages,
-// each for a set time, forgetting the oldest first when full. Messages in
-// flight are always remembered. It is safe for concurrent use; it forgets
-// everything when the process ends.
+// each for a set time, forgetting the oldest first when full. Claims in
+// flight do not count towards the size: they are few (one per running
+// callback) and are forgotten when their lease ends. It keeps the leases
+// and fencing tokens of the IdempotencyStore contract, so that a callback
+// that hangs past its deadline blocks its message for no longer than the
+// lease, and a late Release cannot free a message claimed anew. It is safe
+// for concurrent use; it forgets everything when the process ends, and it
+// cannot be shared by replicas in other processes (see the pgxstore and
+// goredisstore modules for that).
 type MemoryStore struct {
 	mu      sync.Mutex
 	entries map[string]memoryEntry
@@ -118,6 +141,7 @@ type MemoryStore struct {
 	live    int          // done entries in entries; what the size cap counts
 	seq     uint64       // numbers completions, to tell a record current
 	tokens  uint64       // numbers claims: their tokens
+	leases  leaseHeap    // the claims' lease ends, soonest first
 	max     int
 	ttl     time.Duration
 	now     func() time.Time
@@ -141,6 +165,61 @@ type doneRecord struct {
 	seq uint64
 }
 
+// leaseRecord is one claim's lease end. It is current while its id's entry
+// is in flight with the same token; a claim completed, released or
+// forgotten leaves it behind until it comes due, which is soon, since
+// leases are short.
+type leaseRecord struct {
+	id      string
+	token   uint64
+	expires time.Time
+}
+
+// leaseHeap is a min-heap of lease records by their end, so that expired
+// claims leave the map without a scan of every entry. (Hand-written rather
+// than container/heap, whose interface would allocate on every claim.)
+type leaseHeap []leaseRecord
+
+// push adds r.
+func (h *leaseHeap) push(r leaseRecord) {
+	*h = append(*h, r)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q[i].expires.Before(q[parent].expires) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
+	}
+}
+
+// pop removes and returns the record that ends first; h must not be empty.
+func (h *leaseHeap) pop() leaseRecord {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = leaseRecord{}
+	q = q[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(q) && q[l].expires.Before(q[least].expires) {
+			least = l
+		}
+		if r < len(q) && q[r].expires.Before(q[least].expires) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q[i], q[least] = q[least], q[i]
+		i = least
+	}
+	*h = q
+	return top
+}
+
 // NewMemoryStore returns a MemoryStore that remembers up to maxEntries
 // processed messages for ttl each. Zero or negative values take the
 // defaults, DefaultMemoryStoreSize and DefaultIdempotencyTTL.
@@ -155,7 +234,8 @@ func NewMemoryStore(maxEntries int, ttl time.Duration) *MemoryStore {
 }
 
 // Claim implements IdempotencyStore. A claim in flight past its lease is
-// taken over, with a new token.
+// taken over, with a new token. The context is not used: the store cannot
+// fail.
 func (s *MemoryStore) Claim(_ context.Context, id string, lease time.Duration) (Claim, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,13 +250,16 @@ func (s *MemoryStore) Claim(_ context.Context, id string, lease time.Duration) (
 		}
 	}
 	s.tokens++
-	s.entries[id] = memoryEntry{inFlight: true, token: s.tokens, expires: now.Add(lease)}
+	expires := now.Add(lease)
+	s.entries[id] = memoryEntry{inFlight: true, token: s.tokens, expires: expires}
+	s.leases.push(leaseRecord{id: id, token: s.tokens, expires: expires})
 	return ClaimAcquired, strconv.FormatUint(s.tokens, 10), nil
 }
 
-// stale reports whether token is not the claim e holds now.
-func stale(e memoryEntry, token string) bool {
-	return token != strconv.FormatUint(e.token, 10)
+// holds reports whether e is the claim of token, whatever its lease.
+func holds(e memoryEntry, token string) bool {
+	n, err := strconv.ParseUint(token, 10, 64)
+	return err == nil && e.inFlight && e.token == n
 }
 
 // Complete implements IdempotencyStore.
@@ -184,8 +267,13 @@ func (s *MemoryStore) Complete(_ context.Context, id, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if e, ok := s.entries[id]; ok && (!e.inFlight || stale(e, token)) {
-		return nil // completed already (keep its first time), or claimed anew
+	if e, ok := s.entries[id]; ok {
+		if !e.inFlight {
+			return nil // completed already: keep its first time
+		}
+		if !holds(e, token) && now.Before(e.expires) {
+			return nil // claimed anew, and that claim holds
+		}
 	}
 	s.seq++
 	s.entries[id] = memoryEntry{at: now, seq: s.seq}
@@ -199,7 +287,7 @@ func (s *MemoryStore) Complete(_ context.Context, id, token string) error {
 func (s *MemoryStore) Release(_ context.Context, id, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[id]; ok && e.inFlight && !stale(e, token) {
+	if e, ok := s.entries[id]; ok && holds(e, token) {
 		delete(s.entries, id)
 	}
 	return nil
@@ -217,7 +305,8 @@ func (s *MemoryStore) Forget(_ context.Context, id string) error {
 	return nil
 }
 
-// Len reports how many messages the store remembers, in flight or done.
+// Len reports how many messages the store remembers: processed ones within
+// their TTL and the size cap, and claims whose lease has not ended.
 func (s *MemoryStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,11 +316,33 @@ func (s *MemoryStore) Len() int {
 	return len(s.entries)
 }
 
-// expire forgets done entries past their TTL, and the oldest ones while
-// more than max are remembered. Stale records (see doneRecord) are dropped
-// as they come up, and weeded out of the whole slice when they are many, so
-// that Forget cannot grow it without bound.
+// expire forgets claims past their lease, done entries past their TTL, and
+// the oldest done ones while more than max are remembered. Stale records
+// (see doneRecord, leaseRecord) are dropped as they come up; stale
+// completion records are also weeded out of the whole slice when they are
+// many, so that Forget cannot grow it without bound.
 func (s *MemoryStore) expire(now time.Time) {
+	for len(s.leases) > 0 && !now.Before(s.leases[0].expires) {
+		r := s.leases.pop()
+		if s.leased(r) {
+			delete(s.entries, r.id)
+		}
+	}
+	// Claims settled long before their lease ends (a long
+	// WithCallbackTimeout) would otherwise pile up records until then.
+	inFlight := len(s.entries) - s.live
+	if stale := len(s.leases) - inFlight; stale > 1024 && stale > inFlight {
+		kept := s.leases[:0]
+		for _, r := range s.leases {
+			if s.leased(r) {
+				kept = append(kept, r)
+			}
+		}
+		clear(s.leases[len(kept):])
+		// A sorted slice is a valid heap.
+		slices.SortFunc(kept, func(a, b leaseRecord) int { return a.expires.Compare(b.expires) })
+		s.leases = kept
+	}
 	for s.head < len(s.done) {
 		r := s.done[s.head]
 		if s.current(r) {
@@ -260,6 +371,12 @@ func (s *MemoryStore) expire(now time.Time) {
 		clear(s.done[n:])
 		s.done, s.head = s.done[:n], 0
 	}
+}
+
+// leased reports whether r is the lease of its id's claim in flight.
+func (s *MemoryStore) leased(r leaseRecord) bool {
+	e, ok := s.entries[r.id]
+	return ok && e.inFlight && e.token == r.token
 }
 
 // current reports whether r is its id's latest completion, still

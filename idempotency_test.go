@@ -44,7 +44,8 @@ func idemStore(max int, ttl time.Duration, c *idemClock) *MemoryStore {
 type idemOp struct {
 	op      string // claim, complete, release, forget, advance
 	id      string
-	d       time.Duration // for advance
+	d       time.Duration // for advance; the lease for claim (default an hour)
+	holder  string        // names the claim's token for later steps (default id)
 	want    Claim         // for claim
 	wantLen int           // checked after the step when not -1
 }
@@ -52,21 +53,35 @@ type idemOp struct {
 func idemRun(t *testing.T, s *MemoryStore, c *idemClock, ops []idemOp) {
 	t.Helper()
 	ctx := context.Background()
-	tokens := map[string]string{} // each id's latest acquired claim
+	tokens := map[string]string{} // each holder's acquired claim
+	seen := map[string]bool{}     // every token handed out
 	for i, op := range ops {
 		what := fmt.Sprintf("step %d: %s %s", i, op.op, op.id)
+		holder := op.holder
+		if holder == "" {
+			holder = op.id
+		}
 		switch op.op {
 		case "claim":
-			got, token, err := s.Claim(ctx, op.id, time.Hour)
+			lease := op.d
+			if lease == 0 {
+				lease = time.Hour
+			}
+			got, token, err := s.Claim(ctx, op.id, lease)
 			require.NoError(t, err, what)
 			require.Equal(t, op.want, got, what)
-			if got == ClaimAcquired {
-				tokens[op.id] = token
+			if got != ClaimAcquired {
+				require.Empty(t, token, what)
+				break
 			}
+			require.NotEmpty(t, token, what)
+			require.False(t, seen[token], "%s: token %q handed out twice", what, token)
+			seen[token] = true
+			tokens[holder] = token
 		case "complete":
-			require.NoError(t, s.Complete(ctx, op.id, tokens[op.id]), what)
+			require.NoError(t, s.Complete(ctx, op.id, tokens[holder]), what)
 		case "release":
-			require.NoError(t, s.Release(ctx, op.id, tokens[op.id]), what)
+			require.NoError(t, s.Release(ctx, op.id, tokens[holder]), what)
 		case "forget":
 			require.NoError(t, s.Forget(ctx, op.id), what)
 		case "advance":
@@ -82,6 +97,17 @@ func idemRun(t *testing.T, s *MemoryStore, c *idemClock, ops []idemOp) {
 
 func claim(id string, want Claim, n int) idemOp {
 	return idemOp{op: "claim", id: id, want: want, wantLen: n}
+}
+
+// claimBy is a claim for lease whose token is holder's.
+func claimBy(holder, id string, lease time.Duration, want Claim, n int) idemOp {
+	return idemOp{op: "claim", id: id, d: lease, holder: holder, want: want, wantLen: n}
+}
+func completeBy(holder, id string, n int) idemOp {
+	return idemOp{op: "complete", id: id, holder: holder, wantLen: n}
+}
+func releaseBy(holder, id string, n int) idemOp {
+	return idemOp{op: "release", id: id, holder: holder, wantLen: n}
 }
 func complete(id string, n int) idemOp      { return idemOp{op: "complete", id: id, wantLen: n} }
 func release(id string, n int) idemOp       { return idemOp{op: "release", id: id, wantLen: n} }
@@ -141,8 +167,62 @@ func TestMemoryStoreLifecycle(t *testing.T) {
 		// done TTL, after it the next claim takes the message over.
 		{name: "in flight holds for its lease, not the TTL", ttl: time.Minute, ops: []idemOp{
 			claim("a", ClaimAcquired, 1), advance(59*time.Minute, 1), claim("a", ClaimInFlight, 1),
-			advance(time.Minute, 1), claim("a", ClaimAcquired, 1),
+			advance(time.Minute, 0), claim("a", ClaimAcquired, 1),
 			complete("a", 1), advance(time.Minute, 0), claim("a", ClaimAcquired, 1),
+		}},
+		// An expired claim is forgotten by itself, with no Claim of its id
+		// to take it over: Len, and the map, must not keep it.
+		{name: "expired claims leave the store", ops: []idemOp{
+			claimBy("A", "a", 10*time.Second, ClaimAcquired, 1), claimBy("B", "b", 20*time.Second, ClaimAcquired, 2),
+			complete("c", 3), advance(10*time.Second-time.Nanosecond, 3), claim("a", ClaimInFlight, 3),
+			advance(time.Nanosecond, 2), advance(10*time.Second, 1), claim("c", ClaimDone, 1),
+		}},
+		{name: "leases of different lengths expire in lease order", ops: []idemOp{
+			claimBy("A", "long", time.Minute, ClaimAcquired, 1), claimBy("B", "short", time.Second, ClaimAcquired, 2),
+			advance(time.Second, 1), claim("long", ClaimInFlight, 1), claimBy("C", "short", time.Minute, ClaimAcquired, 2),
+			advance(time.Minute, 0),
+		}},
+		{name: "a stale release does not free the claim that took over", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			claimBy("B", "a", time.Minute, ClaimAcquired, 1), releaseBy("A", "a", 1), claim("a", ClaimInFlight, 1),
+			releaseBy("B", "a", 0), claim("a", ClaimAcquired, 1),
+		}},
+		{name: "a stale complete does not end the claim that took over", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			claimBy("B", "a", time.Minute, ClaimAcquired, 1), completeBy("A", "a", 1), claim("a", ClaimInFlight, 1),
+			releaseBy("B", "a", 0), claim("a", ClaimAcquired, 1),
+		}},
+		{name: "a late complete records done when nobody took over", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Minute, 0),
+			completeBy("A", "a", 1), claim("a", ClaimDone, 1),
+		}},
+		{name: "a late complete records done over a newer claim that expired too", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			claimBy("B", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			completeBy("A", "a", 1), claim("a", ClaimDone, 1), releaseBy("B", "a", 1), claim("a", ClaimDone, 1),
+		}},
+		{name: "a late complete records done over a released newer claim", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			claimBy("B", "a", time.Minute, ClaimAcquired, 1), releaseBy("B", "a", 0),
+			completeBy("A", "a", 1), claim("a", ClaimDone, 1),
+		}},
+		{name: "release by the holder after its lease frees the id", ops: []idemOp{
+			claimBy("A", "a", time.Second, ClaimAcquired, 1), advance(time.Second, 0),
+			releaseBy("A", "a", 0), claim("a", ClaimAcquired, 1),
+		}},
+		{name: "a release with a made-up token does nothing", ops: []idemOp{
+			claim("a", ClaimAcquired, 1), releaseBy("nobody", "a", 1), claim("a", ClaimInFlight, 1),
+			completeBy("nobody", "a", 1), claim("a", ClaimInFlight, 1),
+		}},
+		// The race the old store had (issue 10): Forget of a message in
+		// flight let a second delivery claim it, and the first delivery's
+		// Release, which named only the id, then dropped the second's
+		// claim, so a third delivery ran alongside the second.
+		{name: "release after forget does not free the newer claim", ops: []idemOp{
+			claimBy("first", "a", time.Minute, ClaimAcquired, 1), forget("a", 0),
+			claimBy("second", "a", time.Minute, ClaimAcquired, 1), releaseBy("first", "a", 1),
+			claim("a", ClaimInFlight, 1), completeBy("first", "a", 1), claim("a", ClaimInFlight, 1),
+			completeBy("second", "a", 1), claim("a", ClaimDone, 1),
 		}},
 		{name: "size cap evicts the oldest done", max: 3, ops: []idemOp{
 			complete("a", 1), complete("b", 2), complete("c", 3), claim("a", ClaimDone, 3),
@@ -262,6 +342,34 @@ func TestMemoryStoreCompaction(t *testing.T) {
 				assert.Equal(t, ClaimDone, got)
 			},
 		},
+		{
+			// Claims settled long before their hour-long lease ends leave
+			// lease records behind; they must not pile up until then.
+			name: "claims settled within a long lease", max: 1 << 20,
+			fill: func(s *MemoryStore, c *idemClock) {
+				ctx := context.Background()
+				for i := range n {
+					id := strconv.Itoa(i)
+					_, token, err := s.Claim(ctx, id, time.Hour)
+					idemMust(err)
+					if i%2 == 0 {
+						idemMust(s.Release(ctx, id, token))
+					} else {
+						idemMust(s.Complete(ctx, id, token))
+					}
+				}
+				for i := range 10 { // and a few still in flight
+					_, _, err := s.Claim(ctx, "held-"+strconv.Itoa(i), time.Hour)
+					idemMust(err)
+				}
+			},
+			wantLen: n/2 + 10,
+			check: func(t *testing.T, s *MemoryStore) {
+				got, _, err := s.Claim(context.Background(), "held-3", time.Hour)
+				require.NoError(t, err)
+				assert.Equal(t, ClaimInFlight, got, "the claims in flight keep their lease")
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,6 +380,10 @@ func TestMemoryStoreCompaction(t *testing.T) {
 			s.mu.Lock()
 			records, capacity := len(s.done)-s.head, cap(s.done)
 			s.mu.Unlock()
+			s.mu.Lock()
+			leases, inFlight := len(s.leases), len(s.entries)-s.live
+			s.mu.Unlock()
+			assert.LessOrEqual(t, leases, inFlight+max(inFlight, 1024)+1, "lease records kept, %d claims in flight", inFlight)
 			assert.LessOrEqual(t, records, tt.wantLen+1025, "records kept")
 			assert.LessOrEqual(t, capacity, 4*(tt.wantLen+1025), "capacity of the record slice")
 			if tt.check != nil {
@@ -786,6 +898,69 @@ func TestIdempotencyUnhandled(t *testing.T) {
 			require.Equal(t, http.StatusOK, idemServe(r.h, "msg_unhandled"))
 			runs, _, _ := r.counts()
 			assert.Equal(t, tt.wantRuns, runs)
+		})
+	}
+}
+
+// TestIdempotencyForgetWhileRunning is the Forget/Release race of the store
+// before claims had tokens: a message forgotten while its first delivery
+// runs is claimed by a second delivery; when the first then fails, its
+// Release must not free the second's claim, or a third delivery runs the
+// callback alongside the second.
+func TestIdempotencyForgetWhileRunning(t *testing.T) {
+	for _, entry := range idemEntries {
+		t.Run(entry.name, func(t *testing.T) {
+			store := NewMemoryStore(0, 0)
+			var mu sync.Mutex
+			runs, running, overlap := 0, 0, false
+			started := make(chan int, 4)
+			gates := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+			h, err := NewHandler(idemSecret, WithIdempotency(store), WithLogger(slog.New(&idemLog{})))
+			require.NoError(t, err)
+			h.OnDocumentCreated(func(context.Context, *DocumentCreated) error {
+				mu.Lock()
+				run := runs
+				runs++
+				if run > 0 { // the first and second overlap, by Forget
+					running++
+					overlap = overlap || running > 1
+				}
+				mu.Unlock()
+				defer func() {
+					mu.Lock()
+					if run > 0 {
+						running--
+					}
+					mu.Unlock()
+				}()
+				started <- run
+				if run < len(gates) {
+					<-gates[run]
+				}
+				if run == 0 {
+					return errors.New("the first run fails, late")
+				}
+				return nil
+			})
+			const id = "msg_forgotten"
+			first, second := make(chan int, 1), make(chan int, 1)
+			go func() { first <- entry.deliver(h, id) }()
+			require.Equal(t, 0, <-started)
+			require.NoError(t, store.Forget(context.Background(), id))
+			go func() { second <- entry.deliver(h, id) }()
+			require.Equal(t, 1, <-started, "after Forget, a delivery runs again")
+
+			close(gates[0])
+			assert.Equal(t, http.StatusInternalServerError, <-first, "the first run failed")
+			assert.Equal(t, http.StatusConflict, entry.deliver(h, id), "the second delivery still holds the message")
+			close(gates[1])
+			assert.Equal(t, http.StatusOK, <-second)
+			assert.Equal(t, http.StatusOK, entry.deliver(h, id), "processed: acknowledged")
+
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, 2, runs, "the first run and the one after Forget")
+			assert.False(t, overlap, "no two runs after the first at once")
 		})
 	}
 }
