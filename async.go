@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 )
 
 // ErrQueueFull is the error, answered with 503, of a verified delivery the
@@ -53,9 +55,22 @@ type asyncConfig struct{ workers, size int }
 // its context, to be stored or alerted on. Messages still queued when the
 // process dies are lost, although Svix was told they arrived: use
 // WithQueue with a durable queue where that matters, and call
-// Handler.Shutdown on the way out to drain the queue. With WithIdempotency
-// a message is claimed when queued. workers and queueSize must be
-// positive. Default: none, callbacks run before the answer.
+// Handler.Shutdown on the way out to drain the queue.
+//
+// With WithIdempotency a message is claimed when queued, so that a
+// redelivery is answered 200 once it was processed and 409 while it waits
+// or runs. The claim's lease (WithCallbackTimeout plus LeaseGrace) runs
+// from intake, and a message can wait in the queue longer than that: a
+// worker that takes a message which waited for more than half of
+// LeaseGrace releases the claim and claims it anew, so that the callback
+// runs under a lease of its own. If meanwhile the lease ran out and another
+// delivery (on this replica or another) claimed or processed the message,
+// the worker leaves it to that one and does not run it. If the store
+// cannot be reached then, the message is not run: it reaches the error
+// handler with status 0 and an error matching ErrStoreUnavailable.
+//
+// workers and queueSize must be positive. Default: none, callbacks run
+// before the answer.
 func WithAsync(workers, queueSize int) Option {
 	return func(o *options) error {
 		if workers <= 0 || queueSize <= 0 {
@@ -76,11 +91,17 @@ type asyncQueue struct {
 }
 
 type asyncJob struct {
-	ctx   context.Context
-	msg   *Message
-	ev    Event
-	token string // the idempotency claim's
+	ctx     context.Context
+	msg     *Message
+	ev      Event
+	token   string    // the idempotency claim's
+	claimed time.Time // when the claim was asked for, at or before its lease began
 }
+
+// reclaimAfter is how long a claimed message may wait in the queue before
+// its worker claims it anew (see WithAsync): the rest of its lease then
+// still covers the callback's deadline and its settling.
+const reclaimAfter = LeaseGrace / 2
 
 func newAsyncQueue(h *Handler, c asyncConfig) *asyncQueue {
 	q := &asyncQueue{h: h, jobs: make(chan asyncJob, c.size)}
@@ -98,6 +119,7 @@ func (q *asyncQueue) enqueue(ctx context.Context, msg *Message, ev Event) error 
 	if q.done {
 		return ErrShuttingDown
 	}
+	claimed := time.Now() // before the claim: the lease may start any time after
 	token, err := q.h.claim(ctx, msg)
 	if err != nil {
 		return err
@@ -105,7 +127,7 @@ func (q *asyncQueue) enqueue(ctx context.Context, msg *Message, ev Event) error 
 	// The callback runs after the request is answered: keep the context's
 	// values (the Message, tracing) but not its cancellation.
 	select {
-	case q.jobs <- asyncJob{ctx: context.WithoutCancel(ctx), msg: msg, ev: ev, token: token}:
+	case q.jobs <- asyncJob{ctx: context.WithoutCancel(ctx), msg: msg, ev: ev, token: token, claimed: claimed}:
 		return nil
 	default:
 		q.h.settle(ctx, msg, token, ErrQueueFull)
@@ -116,12 +138,45 @@ func (q *asyncQueue) enqueue(ctx context.Context, msg *Message, ev Event) error 
 func (q *asyncQueue) work() {
 	defer q.wg.Done()
 	for j := range q.jobs {
-		err := q.h.call(j.ctx, j.msg, j.ev)
-		q.h.settle(j.ctx, j.msg, j.token, err)
-		if _, ack := acknowledged(err, j.msg); err != nil && !ack {
-			q.h.opts.report(j.ctx, 0, err)
-		}
+		q.run(j)
 	}
+}
+
+// run processes one queued message, under a renewed claim if it waited
+// long.
+func (q *asyncQueue) run(j asyncJob) {
+	if q.h.opts.idempotency != nil && time.Since(j.claimed) > reclaimAfter {
+		token, err := q.reclaim(j)
+		switch {
+		case errors.Is(err, errDuplicate), errors.Is(err, ErrInFlight):
+			q.h.opts.log().LogAttrs(j.ctx, slog.LevelDebug, "nectarhooks: queued message taken over by another delivery while it waited; not run here",
+				slog.String("message_id", j.msg.ID), slog.String("event_type", string(j.msg.EventType)))
+			return
+		case err != nil:
+			q.h.opts.report(j.ctx, 0, err)
+			return
+		}
+		j.token = token
+	}
+	err := q.h.call(j.ctx, j.msg, j.ev)
+	q.h.settle(j.ctx, j.msg, j.token, err)
+	if _, ack := acknowledged(err, j.msg); err != nil && !ack {
+		q.h.opts.report(j.ctx, 0, err)
+	}
+}
+
+// reclaim trades the claim a job took at intake for a new one, with a
+// whole lease. The claim cannot be renewed in place: the store would
+// answer ClaimInFlight for the job's own claim. Between the Release and the
+// Claim another delivery may take the message, and is then the one that
+// runs it.
+func (q *asyncQueue) reclaim(j asyncJob) (string, error) {
+	if err := q.h.opts.idempotency.Release(j.ctx, j.msg.ID, j.token); err != nil {
+		// Claiming now would find the job's own claim in flight and
+		// leave the message to nobody.
+		return "", fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	return q.h.claim(j.ctx, j.msg)
 }
 
 // shutdown stops intake and waits for the queue to drain.
