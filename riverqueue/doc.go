@@ -1,0 +1,51 @@
+// Package riverqueue keeps verified Nectar webhooks in PostgreSQL with River
+// (github.com/riverqueue/river) between the 2xx answer and the callback, so
+// that a delivery Svix counts as delivered is on disk and runs until its
+// callback succeeds, whatever happens to the process that took it.
+//
+// The intake side is a [Queue], given to nectarhooks.WithQueue: the Handler
+// verifies and decodes each delivery, the Queue inserts one River job for it
+// ([Args]) and commits, and only then does the Handler answer 202. When the
+// insert fails the Handler answers 503 and Svix delivers again later. The
+// work side is a [Worker], registered with river.AddWorker: River fetches
+// each job and the Worker passes its message to Handler.DispatchVerified,
+// which decodes it and runs the callback. A failing or panicking callback
+// makes the job fail, and River retries it with its backoff.
+//
+//	workers := river.NewWorkers()
+//	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+//		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+//		Workers:                     workers,
+//		CompletedJobRetentionPeriod: riverqueue.CompletedJobRetention,
+//	})
+//	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithQueue(riverqueue.New(client)))
+//	river.AddWorker(workers, riverqueue.NewWorker(h))
+//	err = client.Start(ctx)
+//
+// A replica that only takes deliveries uses an insert-only client (a Config
+// without Queues and Workers); the workers may run anywhere that reaches the
+// same database.
+//
+// # One job per message
+//
+// Svix may deliver one message (one svix-id) several times. Args makes
+// River's unique jobs key on the message id alone, in River's default unique
+// states (available, pending, scheduled, running, retryable and completed):
+// a redelivery finds the job already there and is acknowledged without a
+// second one. River deletes completed jobs after
+// river.Config.CompletedJobRetentionPeriod (24 hours by default); a delivery
+// of the same message after that makes a new job. Svix retries for about 28
+// hours and its portal resends whenever asked, so set the retention to at
+// least [CompletedJobRetention] (48 hours, nectarhooks.DefaultIdempotencyTTL),
+// or give the worker's Handler an idempotency store
+// (nectarhooks.WithIdempotency), which also covers River's own at-least-once
+// execution (a job whose worker died after the callback but before River
+// recorded it runs again). A job discarded after its last attempt, or
+// cancelled, no longer blocks a new one: a later resend runs again.
+//
+// # Schema
+//
+// River's tables must exist before the first insert: run River's CLI
+// (`river migrate-up --database-url "$DATABASE_URL"`) when deploying, or
+// rivermigrate in code (see examples/durable in this repository).
+package riverqueue
