@@ -276,3 +276,7 @@ func (r *recorder) payload(id string) []byte {
 // quietLogger keeps River's logs of failed attempts (which tests cause on
 // purpose) out of the test output.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// pgxTx is the transaction type of River's pgx driver.
+type pgxTx = pgx.Tx
+
