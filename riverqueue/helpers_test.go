@@ -112,13 +112,23 @@ type retryNow struct{}
 
 func (retryNow) NextRetry(*rivertype.JobRow) time.Time { return time.Now() }
 
-// newWorkerClient returns a started River client working h's messages on
-// the default queue with fast polling and immediate retries; it is stopped
-// when the test ends.
+// newWorkerClient returns a started River client working h's messages (see
+// newRiverClient), stopped when the test ends.
 func newWorkerClient(tb testing.TB, pool *pgxpool.Pool, h *nectarhooks.Handler, opts ...riverqueue.WorkerOption) *river.Client[pgx.Tx] {
 	tb.Helper()
-	workers := river.NewWorkers()
+	client, workers := newRiverClient(tb, pool)
 	river.AddWorker(workers, riverqueue.NewWorker(h, opts...))
+	startClient(tb, client)
+	return client
+}
+
+// newRiverClient returns a River client that works the default queue with
+// fast polling and immediate retries, and its workers, to which workers are
+// added before startClient, as a service wires it: client, then the
+// Handler whose Queue inserts with it, then the Worker running that Handler.
+func newRiverClient(tb testing.TB, pool *pgxpool.Pool) (*river.Client[pgx.Tx], *river.Workers) {
+	tb.Helper()
+	workers := river.NewWorkers()
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
 		Workers:                     workers,
@@ -129,13 +139,18 @@ func newWorkerClient(tb testing.TB, pool *pgxpool.Pool, h *nectarhooks.Handler, 
 		Logger:                      quietLogger(),
 	})
 	require.NoError(tb, err)
+	return client, workers
+}
+
+// startClient starts client and stops it when the test ends.
+func startClient(tb testing.TB, client *river.Client[pgx.Tx]) {
+	tb.Helper()
 	require.NoError(tb, client.Start(context.Background()))
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		require.NoError(tb, client.Stop(ctx))
 	})
-	return client
 }
 
 // jobStates counts the jobs of riverqueue.Kind by state.
@@ -279,4 +294,3 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // pgxTx is the transaction type of River's pgx driver.
 type pgxTx = pgx.Tx
-
