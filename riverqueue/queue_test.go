@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,6 +154,73 @@ func TestQueueRefusals(t *testing.T) {
 			}
 			assert.True(t, reports[0].hasMsg)
 			assert.False(t, errors.Is(reports[0].err, nectarhooks.ErrVerification))
+		})
+	}
+}
+
+// TestQueueBatches enqueues from many goroutines at once through a Queue
+// that runs one insert at a time, so that deliveries wait and are inserted
+// in batches, duplicates of one message among them: every call returns,
+// and each message has one job.
+func TestQueueBatches(t *testing.T) {
+	const messages, copies, callers = 120, 3, 40
+	cases := []struct {
+		name    string
+		held    bool // the pool's only connection is taken: every insert times out
+		wantErr error
+	}{
+		{name: "database answers"},
+		{name: "pool exhausted", held: true, wantErr: context.DeadlineExceeded},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := newPool(t, newDatabase(t), 1)
+			if tc.held {
+				conn, err := pool.Acquire(context.Background())
+				require.NoError(t, err)
+				defer conn.Release()
+			}
+			q := riverqueue.New(newInsertClient(t, pool), riverqueue.WithConcurrentInserts(1),
+				riverqueue.WithInsertTimeout(500*time.Millisecond))
+			ids := make([]string, messages)
+			for i := range ids {
+				ids[i] = nectarhookstest.NewMessageID()
+			}
+			work := make(chan string)
+			errs := make(chan error, messages*copies)
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					for id := range work {
+						errs <- q.Enqueue(context.Background(), nectarhooks.Message{ID: id, Timestamp: time.Now().UTC(), Payload: samples[2]})
+					}
+				})
+			}
+			for _, id := range ids {
+				for range copies {
+					work <- id
+				}
+			}
+			close(work)
+			wg.Wait()
+			close(errs)
+			var failed int
+			for err := range errs {
+				if tc.wantErr == nil {
+					assert.NoError(t, err)
+					continue
+				}
+				assert.ErrorIs(t, err, tc.wantErr)
+				failed++
+			}
+			if tc.held {
+				assert.Equal(t, messages*copies, failed, "every call fails, none hangs")
+				return
+			}
+			assert.Equal(t, messages, total(jobStates(t, pool)))
+			for _, id := range ids[:10] {
+				assert.Equal(t, 1, stored(t, pool, id).count)
+			}
 		})
 	}
 }
