@@ -23,8 +23,9 @@ const DefaultInsertTimeout = 5 * time.Second
 // Queue implements nectarhooks.Queue by inserting one River job per
 // message: give it to nectarhooks.WithQueue. Enqueue returns once the job
 // is committed, or once River found the message's job already there (a
-// redelivery), so that the Handler's 202 always means "on disk". It is safe
-// for concurrent use.
+// redelivery), so that the Handler's 202 always means "on disk".
+// Concurrent deliveries share inserts (WithConcurrentInserts). It is safe
+// for concurrent use, and needs no closing: it has no goroutine of its own.
 type Queue[TTx any] struct {
 	client  *river.Client[TTx]
 	opts    river.InsertOpts
@@ -62,9 +63,11 @@ func WithMaxAttempts(n int) Option {
 	return func(o *queueOptions) { o.maxAttempts = max(n, 0) }
 }
 
-// WithInsertTimeout bounds each insert, from the moment the Handler calls
-// Enqueue: waiting for a pooled connection included. Zero or less keeps the
-// default, DefaultInsertTimeout (5 seconds).
+// WithInsertTimeout bounds each insert, waiting for a pooled connection
+// included. A delivery that arrives while every insert is busy waits for
+// one of them to end first (see WithConcurrentInserts), so its Enqueue may
+// take up to about twice this. Zero or less keeps the default,
+// DefaultInsertTimeout (5 seconds).
 func WithInsertTimeout(d time.Duration) Option {
 	return func(o *queueOptions) { o.timeout = d }
 }
