@@ -167,3 +167,45 @@ func jobOf(tb testing.TB, pool *pgxpool.Pool, id string) (rivertype.JobState, in
 	require.NoError(tb, err)
 	return rivertype.JobState(state), attempt
 }
+
+// TestWorkerIdempotency gives the worker's Handler an idempotency store that
+// has a message as processed already (another path ran it, or River runs a
+// job again after a crash): the job completes without running the
+// callback, while a message the store does not know runs.
+func TestWorkerIdempotency(t *testing.T) {
+	ctx := context.Background()
+	store := nectarhooks.NewMemoryStore(0, 0)
+	done, fresh := nectarhookstest.NewMessageID(), nectarhookstest.NewMessageID()
+	claim, token, err := store.Claim(ctx, done, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, nectarhooks.ClaimAcquired, claim)
+	require.NoError(t, store.Complete(ctx, done, token))
+
+	var reports errorLog
+	h, err := nectarhooks.NewHandler(nectarhookstest.NewSecret(), nectarhooks.WithIdempotency(store),
+		nectarhooks.WithErrorHandler(reports.record), nectarhooks.WithLogger(quietLogger()))
+	require.NoError(t, err)
+	rec := newRecorder()
+	rec.register(h)
+
+	pool := newPool(t, newDatabase(t), 4)
+	q := riverqueue.New(newInsertClient(t, pool))
+	for _, id := range []string{done, fresh} {
+		require.NoError(t, q.Enqueue(ctx, nectarhooks.Message{ID: id, Timestamp: time.Now().UTC(),
+			EventType: nectarhooks.EventDocumentCreated, Payload: samples[3]}))
+	}
+	newWorkerClient(t, newPool(t, pool.Config().ConnString(), 4), h)
+
+	for _, id := range []string{done, fresh} {
+		require.Eventually(t, func() bool {
+			state, _ := jobOf(t, pool, id)
+			return state == rivertype.JobStateCompleted
+		}, wait, pollEvery, "message %s completes", id)
+	}
+	attempts, _ := rec.snapshot()
+	assert.Equal(t, map[string]int{fresh: 1}, attempts, "only the message the store did not know runs")
+	assert.Empty(t, reports.all())
+	claim, _, err = store.Claim(ctx, fresh, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, nectarhooks.ClaimDone, claim, "the worker recorded the new message as processed")
+}
