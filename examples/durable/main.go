@@ -17,7 +17,10 @@
 //
 // On start it applies River's migrations (as `river migrate-up` would) and
 // creates the table its callbacks write, nectar_messages; -migrate=false
-// skips both where deployments migrate on their own. The callbacks record
+// skips both where deployments migrate on their own, and on all replicas
+// but one when several start at once. Every mode needs the secret: the
+// workers' Handler is made the same way, though it checks no signature.
+// The callbacks record
 // each message they process in that table, keyed on the svix-id, counting
 // the runs. On SIGINT or SIGTERM the server stops taking deliveries, then
 // River finishes the jobs in progress, within -shutdown-timeout.
