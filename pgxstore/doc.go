@@ -1,0 +1,73 @@
+// Package pgxstore is a nectarhooks.IdempotencyStore in a PostgreSQL table,
+// through github.com/jackc/pgx/v5: the replicas of a service that share the
+// table run each webhook message's callback once between them.
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	...
+//	store, err := pgxstore.New(ctx, pool)
+//	...
+//	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store))
+//
+// # The table
+//
+// New creates the table (default "nectarhooks_messages", see WithTable) and
+// its index when they are missing, as
+//
+//	CREATE TABLE nectarhooks_messages (
+//		id         text COLLATE "C" PRIMARY KEY, -- the svix-id
+//		token      bigint NOT NULL,              -- fencing token of the latest claim
+//		done       boolean NOT NULL,             -- processed (true) or in flight (false)
+//		expires_at timestamptz NOT NULL          -- end of the lease, or of the TTL when done
+//	);
+//	CREATE INDEX nectarhooks_messages_expires_idx ON nectarhooks_messages (expires_at);
+//
+// A row means nothing once expires_at has passed: the message may be
+// claimed again, as if the row were absent. You may create the table
+// yourself (in a migration) with exactly these columns; New then leaves it
+// as it is and only checks that it can read them. Replicas that start at
+// once do not trip over each other: New creates the table under a
+// transaction-level advisory lock (pg_advisory_xact_lock), so one creates
+// it and the others find it.
+//
+// # Leases, fencing and TTL
+//
+// Claim is one INSERT … ON CONFLICT (id) DO UPDATE statement: it inserts
+// an in-flight row, or takes over a row whose expires_at has passed (a
+// lease whose holder hung or died, or a processed message past its TTL),
+// and otherwise leaves the row as it is and reports it as done or in
+// flight. Every claim writes a new random 63-bit token into the row and
+// hands it to its holder; Complete and Release are each one statement that
+// acts only while the row still holds that token, so a holder whose lease
+// expired and was taken over cannot complete or release the newer claim.
+// Complete writes done with expires_at = now + TTL (WithTTL, default
+// nectarhooks.DefaultIdempotencyTTL); Release deletes the row.
+//
+// Every time is taken from the database's clock (now()), never from the
+// replicas': replicas' clocks drift apart, and a replica whose clock ran
+// ahead would take over leases that have not expired yet, while one that
+// ran behind would refuse messages whose holder died. With one clock, the
+// database's, every replica agrees on when a lease ends.
+//
+// # Cleanup
+//
+// Rows past their expires_at are deleted without a job of yours: every
+// 256th Complete on a Store also deletes up to 1024 expired rows, oldest
+// first, through the expires_at index (FOR UPDATE SKIP LOCKED, so that
+// replicas cleaning at once do not wait on each other). That keeps up with
+// any rate of deliveries. DeleteExpired does the same on demand, for
+// a service that wants to run it on a schedule of its own.
+//
+// # Privileges
+//
+// The role needs SELECT, INSERT, UPDATE and DELETE on the table. The first
+// New, when the table is missing, also needs CREATE on its schema; create
+// the table beforehand to run without it.
+//
+// # When the database is down
+//
+// Claim then returns the error; a nectarhooks.Handler answers the delivery
+// 503 without running its callback, and Svix retries it later. A failed
+// Complete or Release is logged by the Handler: the message is then
+// processed again on redelivery (Complete) or refused until its lease
+// expires (Release).
+package pgxstore

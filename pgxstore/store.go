@@ -1,0 +1,203 @@
+package pgxstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nectarhooks/nectarhooks"
+)
+
+// Store is a nectarhooks.IdempotencyStore in a PostgreSQL table (see the
+// package documentation for the table and the rules it keeps). It is safe
+// for concurrent use, and any number of Stores, in any number of
+// processes, may share one table. It needs no Close: it starts no
+// goroutine and holds no connection of its own, only the pool it was given,
+// which stays the caller's to close.
+type Store struct {
+	pool  *pgxpool.Pool
+	table tableName
+	ttl   int64 // microseconds, the unit of PostgreSQL's intervals
+
+	// The statements' text, built once: pgx prepares each text once per
+	// connection and reuses it (its default statement cache), so a call
+	// costs one round trip.
+	claimSQL, completeSQL, releaseSQL, forgetSQL, cleanupSQL string
+
+	completes    atomic.Uint64 // Completes so far, to schedule cleanups
+	cleanupEvery uint64        // a cleanup every this many Completes
+	cleanupBatch int           // rows a cleanup deletes at most
+}
+
+var _ nectarhooks.IdempotencyStore = (*Store)(nil)
+
+// Cleanup defaults: see the package documentation.
+const (
+	defaultCleanupEvery = 256
+	defaultCleanupBatch = 1024
+)
+
+// New returns a Store keeping its messages in a table reached through
+// pool, and creates the table and its index when they are missing (see
+// the package documentation); it is safe for several replicas to call New
+// at once. It fails when the table name is invalid (ErrInvalidTable), when
+// the database cannot be reached, or when a table of that name exists
+// without the store's columns. The pool stays the caller's: close it after
+// the last use of the Store.
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgxstore: New with a nil pool")
+	}
+	c := defaultConfig()
+	for _, opt := range opts {
+		opt(&c)
+	}
+	table, err := parseTable(c.table)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureTable(ctx, pool, table); err != nil {
+		return nil, err
+	}
+	return newStore(pool, table, c.ttl), nil
+}
+
+func newStore(pool *pgxpool.Pool, table tableName, ttl time.Duration) *Store {
+	t := table.sql()
+	// now() is the database's clock, read once per statement (it is the
+	// time its transaction started, and each of these statements is a
+	// transaction of its own). The replicas' clocks are never used: they
+	// drift apart, and a replica whose clock ran ahead would take over
+	// leases that have not ended yet. now() stays the same throughout the
+	// statement, which the CASEs below rely on; clock_timestamp() would
+	// not.
+	return &Store{
+		pool:  pool,
+		table: table,
+		ttl:   ttl.Microseconds(),
+
+		// One statement decides and reports: a new id is inserted in
+		// flight; a row past expires_at (lease or TTL over) is taken over
+		// with the new token; any other row is "updated" to itself, which
+		// locks it for the statement so that RETURNING reports the state
+		// that holds once concurrent claims of the id have committed. A
+		// returned token equal to the one offered means acquired; another
+		// token, done or in flight. (ON CONFLICT … DO UPDATE … WHERE would
+		// return no row at all for done and in flight alike, and telling
+		// them apart would take a second, racing, statement.)
+		claimSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
+VALUES ($1, $2, false, now() + $3 * interval '1 microsecond')
+ON CONFLICT (id) DO UPDATE SET
+	token      = CASE WHEN m.expires_at <= now() THEN excluded.token ELSE m.token END,
+	done       = CASE WHEN m.expires_at <= now() THEN false ELSE m.done END,
+	expires_at = CASE WHEN m.expires_at <= now() THEN excluded.expires_at ELSE m.expires_at END
+RETURNING token, done`,
+
+		// Done under this token while it is the row's current claim; or
+		// recorded afresh when no claim is there to fence (the row was
+		// forgotten or cleaned up, or is a done row past its TTL); a done
+		// row within its TTL keeps its first completion time.
+		completeSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
+VALUES ($1, $2, true, now() + $3 * interval '1 microsecond')
+ON CONFLICT (id) DO UPDATE SET done = true, expires_at = excluded.expires_at
+WHERE (m.token = excluded.token AND NOT m.done) OR (m.done AND m.expires_at <= now())`,
+
+		releaseSQL: `DELETE FROM ` + t + ` WHERE id = $1 AND token = $2 AND NOT done`,
+
+		forgetSQL: `DELETE FROM ` + t + ` WHERE id = $1`,
+
+		// The oldest expired rows, through the expires_at index. FOR
+		// UPDATE locks each and re-checks that it is still expired (a
+		// concurrent Claim may just have taken it over, and then it is
+		// skipped); SKIP LOCKED lets replicas clean at once without
+		// waiting on each other or on claims.
+		cleanupSQL: `DELETE FROM ` + t + ` WHERE id IN (
+	SELECT id FROM ` + t + ` WHERE expires_at <= now()
+	ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+
+		cleanupEvery: defaultCleanupEvery,
+		cleanupBatch: defaultCleanupBatch,
+	}
+}
+
+// newToken returns a random claim token in [1, MaxInt64]. Tokens only need
+// to differ between the claims of one id; 63 random bits make a repeat
+// negligible, and unlike a per-id counter they stay unique when a row is
+// forgotten and claimed again. 0 is never a token: unreadable tokens
+// stand for it (see parseToken).
+func newToken() int64 {
+	return rand.Int64N(math.MaxInt64) + 1
+}
+
+// parseToken reads a token made by Claim. Anything else reads as 0, which
+// no claim holds, so that Complete and Release with it affect no claim,
+// as the contract has it for stale tokens.
+func parseToken(token string) int64 {
+	n, err := strconv.ParseInt(token, 36, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+// Claim implements nectarhooks.IdempotencyStore in one statement: see the
+// package documentation. Its error is the database's or the pool's.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
+	mine := newToken()
+	var (
+		token int64
+		done  bool
+	)
+	err := s.pool.QueryRow(ctx, s.claimSQL, id, mine, lease.Microseconds()).Scan(&token, &done)
+	switch {
+	case err != nil:
+		return 0, "", fmt.Errorf("pgxstore: claim: %w", err)
+	case token == mine:
+		return nectarhooks.ClaimAcquired, strconv.FormatInt(mine, 36), nil
+	case done:
+		return nectarhooks.ClaimDone, "", nil
+	}
+	return nectarhooks.ClaimInFlight, "", nil
+}
+
+// Complete implements nectarhooks.IdempotencyStore in one statement. Every
+// 256th Complete of a Store then also deletes up to 1024 expired rows; that
+// cleanup's failure is not reported, since the message was recorded, and
+// the next Complete tries again.
+func (s *Store) Complete(ctx context.Context, id, token string) error {
+	if _, err := s.pool.Exec(ctx, s.completeSQL, id, parseToken(token), s.ttl); err != nil {
+		return fmt.Errorf("pgxstore: complete: %w", err)
+	}
+	if n := s.completes.Add(1); n%s.cleanupEvery == 0 {
+		if _, err := s.deleteExpired(ctx); err != nil {
+			// Try again at the next Complete rather than in 256.
+			s.completes.Add(^uint64(0))
+		}
+	}
+	return nil
+}
+
+// Release implements nectarhooks.IdempotencyStore in one statement.
+func (s *Store) Release(ctx context.Context, id, token string) error {
+	if _, err := s.pool.Exec(ctx, s.releaseSQL, id, parseToken(token)); err != nil {
+		return fmt.Errorf("pgxstore: release: %w", err)
+	}
+	return nil
+}
+
+// Forget implements nectarhooks.IdempotencyStore: it deletes id's row,
+// processed or in flight, so that its next delivery runs the callback. A
+// holder of a forgotten claim that completes it afterwards records the
+// message as processed, as no newer claim is there to protect.
+func (s *Store) Forget(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, s.forgetSQL, id); err != nil {
+		return fmt.Errorf("pgxstore: forget: %w", err)
+	}
+	return nil
+}
