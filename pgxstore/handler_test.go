@@ -1,0 +1,258 @@
+package pgxstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestHandlerStoreDown: when the database cannot be reached, a Handler
+// answers 503 (Svix retries) and runs no callback.
+func TestHandlerStoreDown(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// down makes the store's database unreachable.
+		down func(t *testing.T, pool *pgxpool.Pool, proxy *tcpProxy)
+	}{
+		{"pool closed", func(_ *testing.T, pool *pgxpool.Pool, _ *tcpProxy) { pool.Close() }},
+		{"server gone", func(_ *testing.T, _ *pgxpool.Pool, proxy *tcpProxy) { proxy.Close() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			proxy := newTCPProxy(t)
+			pool := newPool(t, func(c *pgxpool.Config) {
+				c.ConnConfig.Host, c.ConnConfig.Port = proxy.host, proxy.port
+				c.ConnConfig.ConnectTimeout = 10 * time.Second
+			})
+			store, err := New(testContext(t), pool, WithTable(testTable(t)))
+			require.NoError(t, err)
+
+			secret := nectarhookstest.NewSecret()
+			signer, err := nectarhookstest.NewSigner(secret)
+			require.NoError(t, err)
+			h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store),
+				nectarhooks.WithLogger(discardLogger()))
+			require.NoError(t, err)
+			var runs atomic.Int32
+			h.OnConnectionUpdated(func(context.Context, *nectarhooks.ConnectionUpdated) error {
+				runs.Add(1)
+				return nil
+			})
+			payload := nectarhookstest.Sample(nectarhooks.EventConnectionUpdated)
+
+			// Up: the delivery runs.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, signer.Request("/", payload))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			require.EqualValues(t, 1, runs.Load())
+
+			tt.down(t, pool, proxy)
+			for range 3 {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, signer.Request("/", payload))
+				assert.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+			}
+			err = h.Dispatch(testContext(t), payload, signer.Header(payload))
+			require.ErrorIs(t, err, nectarhooks.ErrStoreUnavailable)
+			assert.Equal(t, http.StatusServiceUnavailable, nectarhooks.StatusCode(err))
+			assert.EqualValues(t, 1, runs.Load(), "callbacks run while the store was down")
+		})
+	}
+}
+
+// TestHandlerReplicas: three Handlers, each with a Store and a pool of its
+// own on one table, get every message three times, concurrently, on
+// random replicas, and retry as Svix does after 409 and 5xx; a third of
+// the first runs fail. Every message's callback succeeds exactly once.
+func TestHandlerReplicas(t *testing.T) {
+	t.Parallel()
+	const (
+		replicas   = 3
+		messages   = 40
+		deliveries = 3
+	)
+	table := testTable(t)
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+
+	var (
+		mu        sync.Mutex
+		runs      = map[string]int{}
+		successes = map[string]int{}
+	)
+	handlers := make([]*nectarhooks.Handler, replicas)
+	for i := range handlers {
+		store, err := New(testContext(t), newPool(t, nil), WithTable(table))
+		require.NoError(t, err)
+		h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store),
+			nectarhooks.WithLogger(discardLogger()))
+		require.NoError(t, err)
+		h.OnDocumentCreated(func(ctx context.Context, _ *nectarhooks.DocumentCreated) error {
+			msg, _ := nectarhooks.MessageFromContext(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			runs[msg.ID]++
+			if runs[msg.ID] == 1 && len(runs)%3 == 0 {
+				return errors.New("first run fails")
+			}
+			successes[msg.ID]++
+			return nil
+		})
+		handlers[i] = h
+	}
+
+	payload := nectarhookstest.Sample(nectarhooks.EventDocumentCreated)
+	ids := make([]string, messages)
+	for i := range ids {
+		ids[i] = nectarhookstest.NewMessageID()
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for range deliveries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for attempt := 0; ; attempt++ {
+					if !assert.Less(t, attempt, 200, "message %s never acknowledged", id) {
+						return
+					}
+					rec := httptest.NewRecorder()
+					handlers[rand.IntN(replicas)].ServeHTTP(rec, signer.RequestFor("/", id, time.Now(), payload))
+					if rec.Code == http.StatusOK {
+						return
+					}
+					if !assert.Contains(t, []int{http.StatusConflict, http.StatusInternalServerError}, rec.Code, rec.Body.String()) {
+						return
+					}
+					time.Sleep(time.Duration(10+rand.IntN(40)) * time.Millisecond)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, successes, messages)
+	failed := 0
+	for _, id := range ids {
+		assert.Equal(t, 1, successes[id], "successful runs of %s", id)
+		failed += runs[id] - successes[id]
+	}
+	assert.Equal(t, messages/3, failed, "first runs that failed, each retried")
+}
+
+// discardLogger keeps the Handlers' expected error logs (callbacks failing
+// on purpose, the store going away) out of the test output.
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// tcpProxy forwards loopback connections to the test server until Close,
+// which also cuts the connections it carries: a database that goes away.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	host   string
+	port   uint16
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newTCPProxy(t *testing.T) *tcpProxy {
+	t.Helper()
+	u, err := url.Parse(nectarhookstest.PostgresURL(t))
+	require.NoError(t, err)
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().(*net.TCPAddr)
+	p := &tcpProxy{ln: ln, target: target, host: addr.IP.String(), port: uint16(addr.Port), conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *tcpProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		if !p.track(c, s) {
+			c.Close()
+			s.Close()
+			return
+		}
+		p.wg.Add(2)
+		go p.pipe(c, s)
+		go p.pipe(s, c)
+	}
+}
+
+// track records the pair unless the proxy is closed.
+func (p *tcpProxy) track(conns ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	for _, c := range conns {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (p *tcpProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+}
+
+// Close stops accepting, cuts every connection and waits for the proxy's
+// goroutines to end. It may be called more than once.
+func (p *tcpProxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.ln.Close()
+	p.wg.Wait()
+}
