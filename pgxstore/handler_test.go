@@ -256,3 +256,72 @@ func (p *tcpProxy) Close() {
 	p.ln.Close()
 	p.wg.Wait()
 }
+
+// TestHandlerHungHolder: replica A's callback hangs, ignoring its context;
+// once A's lease is over, replica B takes the message over. A's late
+// failure does not release B's claim (C still gets 409 while B runs), and
+// once B has succeeded redeliveries are acknowledged without a run.
+func TestHandlerHungHolder(t *testing.T) {
+	t.Parallel()
+	table := testTable(t)
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+
+	type replica struct {
+		h       *nectarhooks.Handler
+		started chan struct{} // a callback run began
+		finish  chan error    // what the running callback returns
+	}
+	newReplica := func(callbackTimeout time.Duration) *replica {
+		store, err := New(testContext(t), newPool(t, nil), WithTable(table))
+		require.NoError(t, err)
+		h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store),
+			nectarhooks.WithCallbackTimeout(callbackTimeout), nectarhooks.WithLogger(discardLogger()))
+		require.NoError(t, err)
+		r := &replica{h: h, started: make(chan struct{}, 10), finish: make(chan error)}
+		h.OnConnectionCreated(func(context.Context, *nectarhooks.ConnectionCreated) error {
+			r.started <- struct{}{}
+			return <-r.finish // ignores its context
+		})
+		return r
+	}
+	// A's lease: 1 s + LeaseGrace, long enough for B's first try to come
+	// within it on a busy machine. B's outlasts the test.
+	a, b, c := newReplica(time.Second), newReplica(time.Minute), newReplica(time.Minute)
+
+	payload := nectarhookstest.Sample(nectarhooks.EventConnectionCreated)
+	id := nectarhookstest.NewMessageID()
+	deliver := func(r *replica) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		r.h.ServeHTTP(rec, signer.RequestFor("/", id, time.Now(), payload))
+		return rec
+	}
+	// serve delivers in the background; the answer comes on the channel.
+	serve := func(r *replica) <-chan *httptest.ResponseRecorder {
+		answer := make(chan *httptest.ResponseRecorder, 1)
+		go func() { answer <- deliver(r) }()
+		return answer
+	}
+
+	answerA := serve(a)
+	<-a.started
+	assert.Equal(t, http.StatusConflict, deliver(b).Code, "B while A's lease holds")
+
+	time.Sleep(time.Second + nectarhooks.LeaseGrace + 500*time.Millisecond) // by the database's clock too
+	answerB := serve(b)
+	<-b.started // B took the message over
+
+	a.finish <- errors.New("A fails late")
+	assert.Equal(t, http.StatusServiceUnavailable, (<-answerA).Code, "A's overrun")
+	assert.Equal(t, http.StatusConflict, deliver(c).Code, "C while B runs, after A's late failure")
+
+	b.finish <- nil
+	assert.Equal(t, http.StatusOK, (<-answerB).Code)
+	for _, r := range []*replica{a, b, c} {
+		assert.Equal(t, http.StatusOK, deliver(r).Code, "redelivery after B's success")
+	}
+	assert.Empty(t, a.started, "runs on A after the first")
+	assert.Empty(t, b.started, "runs on B after the first")
+	assert.Empty(t, c.started, "runs on C")
+}

@@ -310,3 +310,36 @@ func (c *statementCounter) count() int {
 	defer c.mu.Unlock()
 	return c.n
 }
+
+// TestQueryExecModes: the statements work in each of pgx's ways of sending
+// them, the simple protocol (PgBouncer in transaction mode) included.
+func TestQueryExecModes(t *testing.T) {
+	t.Parallel()
+	table := testTable(t)
+	modes := []pgx.QueryExecMode{
+		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol,
+	}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx := testContext(t)
+			pool := newPool(t, func(c *pgxpool.Config) { c.ConnConfig.DefaultQueryExecMode = mode })
+			s, err := New(ctx, pool, WithTable(table))
+			require.NoError(t, err)
+			id := "msg_" + mode.String()
+			tok := claim(t, s, id, noLease, nectarhooks.ClaimAcquired)
+			expire()
+			tok2 := claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+			require.NoError(t, s.Release(ctx, id, tok))
+			claim(t, s, id, longLease, nectarhooks.ClaimInFlight)
+			require.NoError(t, s.Release(ctx, id, tok2))
+			tok = claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+			require.NoError(t, s.Complete(ctx, id, tok))
+			claim(t, s, id, longLease, nectarhooks.ClaimDone)
+			require.NoError(t, s.Forget(ctx, id))
+			claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+			_, err = s.DeleteExpired(ctx)
+			require.NoError(t, err)
+		})
+	}
+}
