@@ -22,7 +22,12 @@
 //	CREATE INDEX nectarhooks_messages_expires_idx ON nectarhooks_messages (expires_at);
 //
 // A row means nothing once expires_at has passed: the message may be
-// claimed again, as if the row were absent. You may create the table
+// claimed again, as if the row were absent. The id column holds the
+// svix-id as it is, so that the table reads plainly (and a message can be
+// forgotten by hand, DELETE … WHERE id = 'msg_…'), unless text cannot
+// hold or index it: an id longer than 1024 bytes, not UTF-8, or with a
+// control byte is kept as the byte 0x01 followed by the hex SHA-256 of
+// the id. Ids are told apart byte for byte either way. You may create the table
 // yourself (in a migration) with exactly these columns; New then leaves it
 // as it is and only checks that it can read them. Replicas that start at
 // once do not trip over each other: New creates the table under a
@@ -36,11 +41,15 @@
 // lease whose holder hung or died, or a processed message past its TTL),
 // and otherwise leaves the row as it is and reports it as done or in
 // flight. Every claim writes a new random 63-bit token into the row and
-// hands it to its holder; Complete and Release are each one statement that
-// acts only while the row still holds that token, so a holder whose lease
-// expired and was taken over cannot complete or release the newer claim.
-// Complete writes done with expires_at = now + TTL (WithTTL, default
-// nectarhooks.DefaultIdempotencyTTL); Release deletes the row.
+// hands it to its holder. Release is one statement that deletes the row
+// only while it holds that token in flight. Complete is one statement that
+// marks the row done, with expires_at = now + TTL (WithTTL, default
+// nectarhooks.DefaultIdempotencyTTL), while it holds that token in flight
+// or while no live claim is there (no row, or one past its expires_at: a
+// holder that hung past its lease and then succeeded still records its
+// work when nobody took the message over). So a holder whose message was
+// taken over can neither complete nor release the newer claim. A row done
+// within its TTL stays as it is: its first completion counts.
 //
 // Every time is taken from the database's clock (now()), never from the
 // replicas': replicas' clocks drift apart, and a replica whose clock ran

@@ -99,14 +99,16 @@ ON CONFLICT (id) DO UPDATE SET
 	expires_at = CASE WHEN m.expires_at <= now() THEN excluded.expires_at ELSE m.expires_at END
 RETURNING token, done`,
 
-		// Done under this token while it is the row's current claim; or
-		// recorded afresh when no claim is there to fence (the row was
-		// forgotten or cleaned up, or is a done row past its TTL); a done
-		// row within its TTL keeps its first completion time.
+		// Done under this token while it is the row's current claim,
+		// whatever its lease; or recorded afresh when no live claim is
+		// there to fence: no row (forgotten, or cleaned up), or a row past
+		// its expires_at (a lease that ran out with nobody taking the
+		// message over, or a done row past its TTL). A done row within its
+		// TTL keeps its first completion time.
 		completeSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
 VALUES ($1, $2, true, now() + $3 * interval '1 microsecond')
-ON CONFLICT (id) DO UPDATE SET done = true, expires_at = excluded.expires_at
-WHERE (m.token = excluded.token AND NOT m.done) OR (m.done AND m.expires_at <= now())`,
+ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = excluded.expires_at
+WHERE (m.token = excluded.token AND NOT m.done) OR m.expires_at <= now()`,
 
 		releaseSQL: `DELETE FROM ` + t + ` WHERE id = $1 AND token = $2 AND NOT done`,
 
@@ -154,7 +156,7 @@ func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nect
 		token int64
 		done  bool
 	)
-	err := s.pool.QueryRow(ctx, s.claimSQL, id, mine, lease.Microseconds()).Scan(&token, &done)
+	err := s.pool.QueryRow(ctx, s.claimSQL, key(id), mine, lease.Microseconds()).Scan(&token, &done)
 	switch {
 	case err != nil:
 		return 0, "", fmt.Errorf("pgxstore: claim: %w", err)
@@ -171,7 +173,7 @@ func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nect
 // cleanup's failure is not reported, since the message was recorded, and
 // the next Complete tries again.
 func (s *Store) Complete(ctx context.Context, id, token string) error {
-	if _, err := s.pool.Exec(ctx, s.completeSQL, id, parseToken(token), s.ttl); err != nil {
+	if _, err := s.pool.Exec(ctx, s.completeSQL, key(id), parseToken(token), s.ttl); err != nil {
 		return fmt.Errorf("pgxstore: complete: %w", err)
 	}
 	if n := s.completes.Add(1); n%s.cleanupEvery == 0 {
@@ -185,7 +187,7 @@ func (s *Store) Complete(ctx context.Context, id, token string) error {
 
 // Release implements nectarhooks.IdempotencyStore in one statement.
 func (s *Store) Release(ctx context.Context, id, token string) error {
-	if _, err := s.pool.Exec(ctx, s.releaseSQL, id, parseToken(token)); err != nil {
+	if _, err := s.pool.Exec(ctx, s.releaseSQL, key(id), parseToken(token)); err != nil {
 		return fmt.Errorf("pgxstore: release: %w", err)
 	}
 	return nil
@@ -196,7 +198,7 @@ func (s *Store) Release(ctx context.Context, id, token string) error {
 // holder of a forgotten claim that completes it afterwards records the
 // message as processed, as no newer claim is there to protect.
 func (s *Store) Forget(ctx context.Context, id string) error {
-	if _, err := s.pool.Exec(ctx, s.forgetSQL, id); err != nil {
+	if _, err := s.pool.Exec(ctx, s.forgetSQL, key(id)); err != nil {
 		return fmt.Errorf("pgxstore: forget: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package pgxstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,8 +139,39 @@ func TestStoreContract(t *testing.T) {
 			require.NoError(t, s.pool.QueryRow(ctx, "SELECT expires_at FROM "+s.table.sql()+" WHERE id = 'a'").Scan(&second))
 			assert.True(t, first.Equal(second), "expires_at moved from %v to %v", first, second)
 		}},
+		{"complete over an expired newer claim records done", func(t *testing.T, s *Store) {
+			old := claim(t, s, "a", noLease, nectarhooks.ClaimAcquired)
+			expire()
+			claim(t, s, "a", noLease, nectarhooks.ClaimAcquired)
+			expire()
+			require.NoError(t, s.Complete(ctx, "a", old))
+			claim(t, s, "a", longLease, nectarhooks.ClaimDone)
+		}},
 		{"ids are compared byte for byte", func(t *testing.T, s *Store) {
-			for _, id := range []string{"msg_A", "msg_a", "msg_a ", "msg_\u00e9", "msg_e\u0301", ""} {
+			long := strings.Repeat("m", 100_000)
+			ids := []string{
+				"msg_A", "msg_a", "msg_a ", "msg_\u00e9", "msg_e\u0301", "",
+				"\xff", "\xfe", "a\x00b", "a\x00c", "\x01", "tab\t",
+				long + "1", long + "2", strings.Repeat("x", maxPlainID), strings.Repeat("x", maxPlainID+1),
+				key(long + "1"), // an id spelled like the stored form of another
+			}
+			for _, id := range ids {
+				claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+			}
+			for _, id := range ids {
+				claim(t, s, id, longLease, nectarhooks.ClaimInFlight)
+			}
+			require.NoError(t, s.Forget(ctx, long+"1"))
+			claim(t, s, long+"1", longLease, nectarhooks.ClaimAcquired)
+			claim(t, s, long+"2", longLease, nectarhooks.ClaimInFlight)
+			for _, id := range []string{"done\x00", long + "done"} {
+				tok := claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+				require.NoError(t, s.Complete(ctx, id, tok))
+				claim(t, s, id, longLease, nectarhooks.ClaimDone)
+			}
+			for _, id := range []string{"released\xff", long + "released"} {
+				tok := claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+				require.NoError(t, s.Release(ctx, id, tok))
 				claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
 			}
 		}},
