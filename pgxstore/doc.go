@@ -22,17 +22,20 @@
 //	CREATE INDEX nectarhooks_messages_expires_idx ON nectarhooks_messages (expires_at);
 //
 // A row means nothing once expires_at has passed: the message may be
-// claimed again, as if the row were absent. The id column holds the
-// svix-id as it is, so that the table reads plainly (and a message can be
-// forgotten by hand, DELETE … WHERE id = 'msg_…'), unless text cannot
-// hold or index it: an id longer than 1024 bytes, not UTF-8, or with a
-// control byte is kept as the byte 0x01 followed by the hex SHA-256 of
-// the id. Ids are told apart byte for byte either way. You may create the table
-// yourself (in a migration) with exactly these columns; New then leaves it
-// as it is and only checks that it can read them. Replicas that start at
-// once do not trip over each other: New creates the table under a
-// transaction-level advisory lock (pg_advisory_xact_lock), so one creates
-// it and the others find it.
+// claimed again, as if the row were absent.
+//
+// The id column holds the svix-id as it is, so that the table reads
+// plainly (and a message can be forgotten by hand, DELETE … WHERE id =
+// 'msg_…'), unless text cannot hold or index it: an id longer than 1024
+// bytes, not UTF-8, or with a control byte is kept as the byte 0x01
+// followed by the hex SHA-256 of the id. Ids are told apart byte for byte
+// either way.
+//
+// You may create the table and its index yourself (in a migration) as
+// above; New then leaves the table as it is and only checks that it can
+// read its columns. Replicas that start at once do not trip over each
+// other: New creates the table under a transaction-level advisory lock
+// (pg_advisory_xact_lock), so one creates it and the others find it.
 //
 // # Leases, fencing and TTL
 //

@@ -25,9 +25,9 @@ type Store struct {
 	table tableName
 	ttl   int64 // microseconds, the unit of PostgreSQL's intervals
 
-	// The statements' text, built once: pgx prepares each text once per
-	// connection and reuses it (its default statement cache), so a call
-	// costs one round trip.
+	// The statements' text, built once: pgx prepares each text on a
+	// connection's first use of it and reuses it after (its default
+	// statement cache), so a call costs one round trip.
 	claimSQL, completeSQL, releaseSQL, forgetSQL, cleanupSQL string
 
 	completes    atomic.Uint64 // Completes so far, to schedule cleanups
