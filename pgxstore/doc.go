@@ -65,8 +65,9 @@
 // Rows past their expires_at are deleted without a job of yours: every
 // 256th Complete on a Store also deletes up to 1024 expired rows, oldest
 // first, through the expires_at index (FOR UPDATE SKIP LOCKED, so that
-// replicas cleaning at once do not wait on each other). That keeps up with
-// any rate of deliveries. DeleteExpired does the same on demand, for
+// replicas cleaning at once do not wait on each other). Each Complete
+// adds at most one row and the cleanups can delete four per Complete, so
+// they keep up with any rate of deliveries. DeleteExpired does the same on demand, for
 // a service that wants to run it on a schedule of its own.
 //
 // # Privileges
