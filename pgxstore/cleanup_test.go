@@ -95,3 +95,27 @@ SELECT 'new' || i, i, true, now() + interval '1 hour' FROM generate_series(1, 20
 	require.NoError(t, rows.Err())
 	assert.Contains(t, plan, s.table.name+"_expires_idx", plan)
 }
+
+// TestCleanupFailureRetried: a failed cleanup does not fail its Complete,
+// and the next Complete tries again rather than waiting for its turn.
+func TestCleanupFailureRetried(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := newTestStore(t, WithTTL(time.Millisecond))
+	s.cleanupEvery = 2
+	cleanupSQL := s.cleanupSQL
+	s.cleanupSQL = "SELECT no_such_function($1)"
+
+	complete := func(id string) {
+		t.Helper()
+		tok := claim(t, s, id, longLease, nectarhooks.ClaimAcquired)
+		require.NoError(t, s.Complete(ctx, id, tok))
+	}
+	complete("a")
+	complete("b") // its cleanup fails
+	s.cleanupSQL = cleanupSQL
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, 2, countRows(t, s, "expires_at <= now()"))
+	complete("c") // tries again
+	assert.Equal(t, 0, countRows(t, s, "id IN ('a', 'b')"))
+}
