@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestKey(t *testing.T) {
@@ -35,4 +36,19 @@ func TestKey(t *testing.T) {
 		assert.NotEqual(t, got, key(got), "an id spelled like a stored form has a form of its own")
 	}
 	assert.NotEqual(t, key(strings.Repeat("x", 2000)+"1"), key(strings.Repeat("x", 2000)+"2"))
+}
+
+func TestParseToken(t *testing.T) {
+	t.Parallel()
+	for range 100 {
+		n := newToken()
+		tok := formatToken(n)
+		require.Equal(t, n, parseToken(tok), "token %q", tok)
+		for _, other := range []string{strings.ToUpper(tok) + "Z", "+" + tok, "0" + tok, tok + " ", " " + tok, tok + "0"} {
+			assert.NotEqual(t, n, parseToken(other), "%q read as the token %q", other, tok)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "-zz", "not a token", "zzzzzzzzzzzzzzzzzzzzzzzz", "1_000"} {
+		assert.Zero(t, parseToken(bad), "parseToken(%q)", bad)
+	}
 }

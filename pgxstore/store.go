@@ -137,12 +137,17 @@ func newToken() int64 {
 	return rand.Int64N(math.MaxInt64) + 1
 }
 
-// parseToken reads a token made by Claim. Anything else reads as 0, which
-// no claim holds, so that Complete and Release with it affect no claim,
-// as the contract has it for stale tokens.
+// formatToken spells a token for the holder: base 36, lower case.
+func formatToken(n int64) string { return strconv.FormatInt(n, 36) }
+
+// parseToken reads a token made by formatToken. Anything else, other
+// spellings of the same number included ("+", leading zeros, upper case),
+// reads as 0, which no claim holds: Complete and Release with it then act
+// as with a stale token.
 func parseToken(token string) int64 {
 	n, err := strconv.ParseInt(token, 36, 64)
-	if err != nil || n <= 0 {
+	var buf [16]byte
+	if err != nil || n <= 0 || string(strconv.AppendInt(buf[:0], n, 36)) != token {
 		return 0
 	}
 	return n
@@ -161,7 +166,7 @@ func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nect
 	case err != nil:
 		return 0, "", fmt.Errorf("pgxstore: claim: %w", err)
 	case token == mine:
-		return nectarhooks.ClaimAcquired, strconv.FormatInt(mine, 36), nil
+		return nectarhooks.ClaimAcquired, formatToken(mine), nil
 	case done:
 		return nectarhooks.ClaimDone, "", nil
 	}
