@@ -253,7 +253,7 @@ func TestConcurrentClaims(t *testing.T) {
 	table := testTable(t)
 	var ss []*Store
 	for range stores {
-		s, err := New(testContext(t), newPool(t, func(c *pgxpool.Config) { c.MaxConns = goroutines }), WithTable(table))
+		s, err := New(testContext(t), newPool(t, func(c *pgxpool.Config) { c.MaxConns = goroutines / 2 }), WithTable(table))
 		require.NoError(t, err)
 		ss = append(ss, s)
 	}

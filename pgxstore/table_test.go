@@ -130,7 +130,7 @@ func TestNewConcurrently(t *testing.T) {
 	for _, table := range []string{testTable(t), schema + ".concurrent"} {
 		pools := make([]*pgxpool.Pool, replicas)
 		for i := range pools {
-			pools[i] = newPool(t, func(c *pgxpool.Config) { c.MaxConns = 2 })
+			pools[i] = newPool(t, func(c *pgxpool.Config) { c.MaxConns = 1 })
 		}
 		ctx := testContext(t)
 		start := make(chan struct{})
