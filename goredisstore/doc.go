@@ -1,0 +1,89 @@
+// Package goredisstore is a nectarhooks.IdempotencyStore on Redis, through
+// github.com/redis/go-redis/v9, for services that receive Nectar's
+// webhooks on several replicas: Svix redelivers a message to any replica,
+// and the replicas that share a Store's database and prefix run its
+// callback once between them.
+//
+//	store := goredisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}))
+//	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store))
+//
+// # Keys and values
+//
+// Each message has one key, the prefix (WithPrefix, default
+// "nectarhooks:") followed by its svix-id, e.g.
+// "nectarhooks:msg_2OK8RpjBjgNMzZ0QSTNf4k4FS3q". It holds one of two
+// strings:
+//
+//   - "inflight:" and a token, while a delivery processes the message. The
+//     token is 26 random base32 characters (crypto/rand), new for each
+//     claim. The key expires after the lease that the Handler asks for: its
+//     callback deadline (nectarhooks.WithCallbackTimeout) plus
+//     nectarhooks.LeaseGrace, 12 seconds by default.
+//   - "done", once the message was processed. The key expires after the
+//     store's TTL (WithTTL, default nectarhooks.DefaultIdempotencyTTL, 48
+//     hours).
+//
+// An absent key is a message never seen, released after a failure, expired,
+// or forgotten (Store.Forget): its next delivery runs the callback.
+//
+// # Leases, fencing and TTL
+//
+// Every step is atomic on the server and takes one round trip. Claim sets
+// the key, with the lease as its expiry (SET ... PX), only if it is absent,
+// and otherwise reads it: "done" is nectarhooks.ClaimDone, a claim is
+// nectarhooks.ClaimInFlight. Complete and Release are compare-and-set Lua
+// scripts on the claim's token: Release deletes the key only while it holds
+// the token; Complete writes "done" while the key holds the token or is
+// absent (a holder whose lease ran out, with nobody claiming the message
+// since, still did the work, so it is recorded). A holder that hung past
+// its lease and was taken over holds a stale token: its late Complete or
+// Release leaves the new holder's claim alone.
+//
+// Leases and TTLs are expiries counted by the Redis server (PX), never by
+// the replicas, so the clocks of the replicas do not matter; both are
+// rounded up to whole milliseconds.
+//
+// The scripts go out with EVALSHA and fall back to EVAL, which caches them
+// again, after a SCRIPT FLUSH, a restart or a failover. They need Redis 2.6
+// or newer (or a compatible server, such as Valkey) with scripting allowed;
+// no module and no particular configuration is needed.
+//
+// # When Redis is down
+//
+// A Claim that fails (server unreachable, timeout) makes the Handler answer
+// 503 without running anything, and Svix retries the delivery later. Set
+// the client's timeouts (redis.Options DialTimeout, ReadTimeout and
+// WriteTimeout, or ContextTimeoutEnabled to follow the request's context)
+// well below Svix's 15 seconds. A Complete or Release that fails is logged
+// by the Handler: the claim then expires with its lease, after which a
+// redelivery runs the callback again.
+//
+// Redis replicates asynchronously: after a failover (Sentinel, Cluster) the
+// new primary may miss the last writes of the old one, and a message
+// processed just before it may run once more. Persistence (RDB snapshots,
+// AOF) decides, likewise, what a restarted server still remembers; a server
+// without it forgets every processed message.
+//
+// # Memory
+//
+// A processed message takes about 180 bytes of Redis memory with the
+// default prefix and Svix's 31-character ids (measured with INFO
+// used_memory over 100,000 keys: key, value, expiry and hash-table
+// overhead), so a service that processes a million messages within the TTL
+// needs about 180 MB for them. The keys expire on their own: nothing needs
+// cleaning up. Keep the database's maxmemory-policy at noeviction or a
+// volatile-* policy that the application's other keys make unlikely to pick
+// these: an evicted "done" key lets a redelivery run again, and an evicted
+// claim lets a second delivery run at the same time.
+//
+// # Redis Cluster, Sentinel and the other clients
+//
+// New takes any redis.UniversalClient. Every command and script touches
+// one key, the message's own, so each message lives on one cluster slot
+// and the store works on Redis Cluster with no hash tags (WithPrefix
+// refuses '{' and '}', which would make one and put every message on the
+// same slot). Scripts write, so go-redis sends them to the primary even
+// with ReadOnly or RouteByLatency. Through Sentinel (redis.NewFailoverClient,
+// or redis.NewUniversalClient with a MasterName) the store follows the
+// primary. The tests of this package run against a single node.
+package goredisstore

@@ -1,0 +1,131 @@
+package goredisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nectarhooks/nectarhooks"
+	"github.com/redis/go-redis/v9"
+)
+
+// The values a message's key holds: a claim in flight, with its token, or
+// a processed message.
+const (
+	inFlightPrefix = "inflight:"
+	doneValue      = "done"
+)
+
+// ErrForeignValue is the error (matched with errors.Is) of a Claim that
+// found, under the store's key for the message, a value the store does not
+// write: the prefix is shared with other data. The Handler answers 503, as
+// for any store failure, rather than guess whether the message was
+// processed.
+var ErrForeignValue = errors.New("goredisstore: key holds a value this store did not write")
+
+// Store is a nectarhooks.IdempotencyStore on Redis, shared by every replica
+// whose Store has the same client database and prefix. It is safe for
+// concurrent use. Make one with New.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+var _ nectarhooks.IdempotencyStore = (*Store)(nil)
+
+// New returns a Store that keeps its keys in client's database, under the
+// prefix set by WithPrefix (default DefaultPrefix), and remembers processed
+// messages for the TTL set by WithTTL (default
+// nectarhooks.DefaultIdempotencyTTL). Any redis.UniversalClient will do: a
+// *redis.Client (single node, or Sentinel through redis.NewFailoverClient),
+// a *redis.ClusterClient, or what redis.NewUniversalClient returns. New does
+// not contact the server; the store does not own the client and never
+// closes it.
+//
+// New panics if client is nil or the prefix is unusable (see WithPrefix).
+func New(client redis.UniversalClient, opts ...Option) *Store {
+	if client == nil {
+		panic("goredisstore: New: nil client")
+	}
+	c := newConfig(opts)
+	return &Store{client: client, prefix: c.prefix, ttl: c.ttl}
+}
+
+// key is where the store keeps message id.
+func (s *Store) key(id string) string { return s.prefix + id }
+
+// Claim implements nectarhooks.IdempotencyStore in one round trip: if the
+// message's key is absent it becomes "inflight:" and a new random token,
+// expiring after lease (rounded up to whole milliseconds) on the server's
+// clock, and Claim reports ClaimAcquired with that token; a key holding
+// "done" reports ClaimDone, and one holding a claim ClaimInFlight. A lease
+// that ran out has expired with its key, so the message is claimed anew.
+// Errors come from the client (server unreachable, timeout, a cancelled
+// ctx) or are ErrForeignValue.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
+	token := rand.Text()
+	res, err := claimScript.Run(ctx, s.client, []string{s.key(id)}, inFlightPrefix+token, millis(lease)).Result()
+	if err != nil {
+		return 0, "", fmt.Errorf("goredisstore: claim %q: %w", id, err)
+	}
+	switch v := res.(type) {
+	case int64:
+		return nectarhooks.ClaimAcquired, token, nil
+	case string:
+		if v == doneValue {
+			return nectarhooks.ClaimDone, "", nil
+		}
+		if strings.HasPrefix(v, inFlightPrefix) {
+			return nectarhooks.ClaimInFlight, "", nil
+		}
+	}
+	return 0, "", fmt.Errorf("%w: claim: key %q holds %.40q", ErrForeignValue, s.key(id), fmt.Sprint(res))
+}
+
+// Complete implements nectarhooks.IdempotencyStore: the message's key
+// becomes "done", expiring after the store's TTL, if it still holds the
+// claim token, or if it is absent because that claim's lease ran out (or
+// the message was forgotten) and nobody claimed it since. A newer claim is
+// left alone, and so is an earlier "done", whose TTL is not prolonged.
+func (s *Store) Complete(ctx context.Context, id, token string) error {
+	if err := completeScript.Run(ctx, s.client, []string{s.key(id)}, inFlightPrefix+token, millis(s.ttl)).Err(); err != nil {
+		return fmt.Errorf("goredisstore: complete %q: %w", id, err)
+	}
+	return nil
+}
+
+// Release implements nectarhooks.IdempotencyStore: it deletes the
+// message's key if it still holds the claim token, so that the next
+// delivery runs; a newer claim, or a processed message, is left alone.
+func (s *Store) Release(ctx context.Context, id, token string) error {
+	if err := releaseScript.Run(ctx, s.client, []string{s.key(id)}, inFlightPrefix+token).Err(); err != nil {
+		return fmt.Errorf("goredisstore: release %q: %w", id, err)
+	}
+	return nil
+}
+
+// Forget implements nectarhooks.IdempotencyStore: it deletes the message's
+// key, processed or in flight, so that its next delivery runs the callback
+// (for a deliberate resend from the Svix portal). A holder still running
+// the callback is not stopped; its Complete then records the message again.
+// Forgetting an unknown id is not an error.
+func (s *Store) Forget(ctx context.Context, id string) error {
+	if err := s.client.Del(ctx, s.key(id)).Err(); err != nil {
+		return fmt.Errorf("goredisstore: forget %q: %w", id, err)
+	}
+	return nil
+}
+
+// millis is d in whole milliseconds for PX, rounded up and at least 1:
+// PX refuses zero, and rounding down could end a lease early.
+func millis(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return max(ms, 1)
+}
