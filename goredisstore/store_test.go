@@ -393,8 +393,10 @@ func TestForeignValue(t *testing.T) {
 		wantErrMsg string
 	}{
 		{
-			name:      "a string",
-			set:       func(c *redis.Client, key string) error { return c.Set(context.Background(), key, "v1", time.Hour).Err() },
+			name: "a string",
+			set: func(c *redis.Client, key string) error {
+				return c.Set(context.Background(), key, "v1", time.Hour).Err()
+			},
 			wantErrIs: ErrForeignValue, wantErrMsg: `holds "v1"`,
 		},
 		{
