@@ -38,11 +38,14 @@ func testPrefix(tb testing.TB, c redis.UniversalClient) string {
 		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		var keys []string
 		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+			if keys = append(keys, iter.Val()); len(keys) == 1000 {
+				require.NoError(tb, c.Unlink(ctx, keys...).Err())
+				keys = keys[:0]
+			}
 		}
 		require.NoError(tb, iter.Err())
 		if len(keys) > 0 {
-			require.NoError(tb, c.Del(ctx, keys...).Err())
+			require.NoError(tb, c.Unlink(ctx, keys...).Err())
 		}
 	})
 	return prefix

@@ -1,0 +1,85 @@
+package goredisstore
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nectarhooks/nectarhooks"
+)
+
+// benchSenders is how many goroutines claim and complete at once, as many
+// deliveries in flight as Svix and a busy service make.
+const benchSenders = 16
+
+// BenchmarkClaimComplete measures what one processed message costs the
+// store: a Claim and a Complete of a new id, from benchSenders goroutines.
+// Beside it, in the same run (the machine is noisy: read the ratios):
+//
+//   - ceiling: the same two writes as bare go-redis commands, SET NX PX
+//     and SET PX, with no script, token or answer to read: the most a
+//     Redis store can do on this client and server;
+//   - MemoryStore: the in-process store, which replicas cannot share.
+//
+// Run: go test -run '^$' -bench ClaimComplete -benchmem -count 5
+func BenchmarkClaimComplete(b *testing.B) {
+	const lease, ttl = 12 * time.Second, time.Minute
+	ctx := context.Background()
+	b.Run("goredisstore", func(b *testing.B) {
+		s, _ := testStore(b, WithTTL(ttl))
+		runPairs(b, func(id string) error {
+			claim, token, err := s.Claim(ctx, id, lease)
+			if err != nil || claim != nectarhooks.ClaimAcquired {
+				b.Errorf("claim %s: %v %v", id, claim, err)
+				return err
+			}
+			return s.Complete(ctx, id, token)
+		})
+	})
+	b.Run("ceiling=SET-NX-PX+SET-PX", func(b *testing.B) {
+		c := testClient(b)
+		prefix := testPrefix(b, c)
+		runPairs(b, func(id string) error {
+			key := prefix + id
+			ok, err := c.SetNX(ctx, key, "inflight:AAAAAAAAAAAAAAAAAAAAAAAAAA", lease).Result()
+			if err != nil || !ok {
+				b.Errorf("SET NX %s: %v %v", key, ok, err)
+				return err
+			}
+			return c.Set(ctx, key, "done", ttl).Err()
+		})
+	})
+	b.Run("MemoryStore", func(b *testing.B) {
+		s := nectarhooks.NewMemoryStore(0, ttl)
+		runPairs(b, func(id string) error {
+			claim, token, err := s.Claim(ctx, id, lease)
+			if err != nil || claim != nectarhooks.ClaimAcquired {
+				b.Errorf("claim %s: %v %v", id, claim, err)
+				return err
+			}
+			return s.Complete(ctx, id, token)
+		})
+	})
+}
+
+// runPairs calls pair with a new message id b.N times from benchSenders
+// goroutines, and reports the rate in pairs per second.
+func runPairs(b *testing.B, pair func(id string) error) {
+	var seq atomic.Int64
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((benchSenders + procs - 1) / procs)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := pair("msg_bench_" + strconv.FormatInt(seq.Add(1), 10)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
