@@ -15,6 +15,8 @@ import (
 // deliveries in flight as Svix and a busy service make.
 const benchSenders = 16
 
+const benchLease, benchTTL = 12 * time.Second, time.Minute
+
 // BenchmarkClaimComplete measures what one processed message costs the
 // store: a Claim and a Complete of a new id, from benchSenders goroutines.
 // Beside it, in the same run (the machine is noisy: read the ratios):
@@ -26,43 +28,50 @@ const benchSenders = 16
 //
 // Run: go test -run '^$' -bench ClaimComplete -benchmem -count 5
 func BenchmarkClaimComplete(b *testing.B) {
-	const lease, ttl = 12 * time.Second, time.Minute
-	ctx := context.Background()
 	b.Run("goredisstore", func(b *testing.B) {
-		s, _ := testStore(b, WithTTL(ttl))
-		runPairs(b, func(id string) error {
-			claim, token, err := s.Claim(ctx, id, lease)
-			if err != nil || claim != nectarhooks.ClaimAcquired {
-				b.Errorf("claim %s: %v %v", id, claim, err)
-				return err
-			}
-			return s.Complete(ctx, id, token)
-		})
+		runPairs(b, storePair(b, storeForBench(b)))
 	})
 	b.Run("ceiling=SET-NX-PX+SET-PX", func(b *testing.B) {
-		c := testClient(b)
-		prefix := testPrefix(b, c)
-		runPairs(b, func(id string) error {
-			key := prefix + id
-			ok, err := c.SetNX(ctx, key, "inflight:AAAAAAAAAAAAAAAAAAAAAAAAAA", lease).Result()
-			if err != nil || !ok {
-				b.Errorf("SET NX %s: %v %v", key, ok, err)
-				return err
-			}
-			return c.Set(ctx, key, "done", ttl).Err()
-		})
+		runPairs(b, ceilingPair(b))
 	})
 	b.Run("MemoryStore", func(b *testing.B) {
-		s := nectarhooks.NewMemoryStore(0, ttl)
-		runPairs(b, func(id string) error {
-			claim, token, err := s.Claim(ctx, id, lease)
-			if err != nil || claim != nectarhooks.ClaimAcquired {
-				b.Errorf("claim %s: %v %v", id, claim, err)
-				return err
-			}
-			return s.Complete(ctx, id, token)
-		})
+		runPairs(b, storePair(b, nectarhooks.NewMemoryStore(0, benchTTL)))
 	})
+}
+
+func storeForBench(b *testing.B) *Store {
+	s, _ := testStore(b, WithTTL(benchTTL))
+	return s
+}
+
+// storePair claims and completes an id on s.
+func storePair(b *testing.B, s nectarhooks.IdempotencyStore) func(string) error {
+	ctx := context.Background()
+	return func(id string) error {
+		claim, token, err := s.Claim(ctx, id, benchLease)
+		if err != nil || claim != nectarhooks.ClaimAcquired {
+			b.Errorf("claim %s: %v %v", id, claim, err)
+			return err
+		}
+		return s.Complete(ctx, id, token)
+	}
+}
+
+// ceilingPair writes an id's claim and completion with two bare commands,
+// under a prefix of its own.
+func ceilingPair(b *testing.B) func(string) error {
+	ctx := context.Background()
+	c := testClient(b)
+	prefix := testPrefix(b, c)
+	return func(id string) error {
+		key := prefix + id
+		ok, err := c.SetNX(ctx, key, "inflight:AAAAAAAAAAAAAAAAAAAAAAAAAA", benchLease).Result()
+		if err != nil || !ok {
+			b.Errorf("SET NX %s: %v %v", key, ok, err)
+			return err
+		}
+		return c.Set(ctx, key, "done", benchTTL).Err()
+	}
 }
 
 // runPairs calls pair with a new message id b.N times from benchSenders

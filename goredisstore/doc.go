@@ -28,9 +28,10 @@
 //
 // # Leases, fencing and TTL
 //
-// Every step is atomic on the server and takes one round trip. Claim sets
-// the key, with the lease as its expiry (SET ... PX), only if it is absent,
-// and otherwise reads it: "done" is nectarhooks.ClaimDone, a claim is
+// Every step is atomic on the server and takes one round trip. Claim is
+// SET key "inflight:<token>" NX PX lease GET: it sets the key, with the
+// lease as its expiry, only if it is absent, and otherwise answers what it
+// holds: "done" is nectarhooks.ClaimDone, a claim is
 // nectarhooks.ClaimInFlight. Complete and Release are compare-and-set Lua
 // scripts on the claim's token: Release deletes the key only while it holds
 // the token; Complete writes "done" while the key holds the token or is
@@ -44,9 +45,12 @@
 // rounded up to whole milliseconds.
 //
 // The scripts go out with EVALSHA and fall back to EVAL, which caches them
-// again, after a SCRIPT FLUSH, a restart or a failover. They need Redis 2.6
-// or newer (or a compatible server, such as Valkey) with scripting allowed;
-// no module and no particular configuration is needed.
+// again, after a SCRIPT FLUSH, a restart or a failover. SET with NX and GET
+// together needs Redis 7.0 (or a compatible server, such as Valkey); on an
+// older server, which refuses it, the Store claims with a Lua script that
+// does the same, from the first refusal on, so Redis 2.6.12 and newer will
+// do. Scripting must be allowed; no module or particular configuration is
+// needed.
 //
 // # When Redis is down
 //

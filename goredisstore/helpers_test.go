@@ -58,3 +58,22 @@ func testStore(tb testing.TB, opts ...Option) (*Store, *redis.Client) {
 	c := testClient(tb)
 	return New(c, append([]Option{WithPrefix(testPrefix(tb, c))}, opts...)...), c
 }
+
+// claimModes are the two ways Claim reaches the server: SET NX GET on
+// Redis 7.0 and newer, and the script that older servers get instead. The
+// test server is new enough for both, so both are tested on it.
+var claimModes = []struct {
+	name     string
+	byScript bool
+}{
+	{"SET NX GET", false},
+	{"script for Redis before 7.0", true},
+}
+
+// testStoreMode is testStore with Claim going the given way.
+func testStoreMode(tb testing.TB, byScript bool, opts ...Option) (*Store, *redis.Client) {
+	tb.Helper()
+	s, c := testStore(tb, opts...)
+	s.claimByScript.Store(byScript)
+	return s, c
+}

@@ -9,9 +9,9 @@ import "github.com/redis/go-redis/v9"
 // EVAL (which caches the script again) after a SCRIPT FLUSH or a failover
 // to a server that never saw them.
 //
-// Lua scripts rather than SET ... NX GET, which would make Claim a plain
-// command: NX and GET together need Redis 7.0, and the managed Redis 6
-// services still in wide use refuse them.
+// Claim itself is a plain SET ... NX PX ... GET on Redis 7.0 and newer;
+// claimScript stands in for it on older servers, which refuse NX and GET
+// together.
 
 // claimScript sets the key to ARGV[1] ("inflight:" and the new token) for
 // ARGV[2] milliseconds if it is absent, and returns 0; otherwise it leaves

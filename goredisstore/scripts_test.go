@@ -14,7 +14,7 @@ import (
 // failover to a fresh server does) between the steps: each script is sent
 // again with EVAL, does its work, and is cached again.
 func TestScriptReload(t *testing.T) {
-	s, c := testStore(t)
+	s, c := testStoreMode(t, true)
 	ctx := context.Background()
 	scripts := []*redis.Script{claimScript, completeScript, releaseScript}
 	flush := func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks"
@@ -33,6 +34,10 @@ type Store struct {
 	client redis.UniversalClient
 	prefix string
 	ttl    time.Duration
+
+	// claimByScript is set once the server has refused SET with NX and
+	// GET together (Redis before 7.0): Claim then runs claimScript.
+	claimByScript atomic.Bool
 }
 
 var _ nectarhooks.IdempotencyStore = (*Store)(nil)
@@ -68,22 +73,52 @@ func (s *Store) key(id string) string { return s.prefix + id }
 // ctx) or are ErrForeignValue.
 func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
 	token := rand.Text()
-	res, err := claimScript.Run(ctx, s.client, []string{s.key(id)}, inFlightPrefix+token, millis(lease)).Result()
-	if err != nil {
+	old, set, err := s.setIfAbsent(ctx, s.key(id), inFlightPrefix+token, lease)
+	switch {
+	case err != nil:
 		return 0, "", fmt.Errorf("goredisstore: claim %q: %w", id, err)
-	}
-	switch v := res.(type) {
-	case int64:
+	case set:
 		return nectarhooks.ClaimAcquired, token, nil
-	case string:
-		if v == doneValue {
-			return nectarhooks.ClaimDone, "", nil
-		}
-		if strings.HasPrefix(v, inFlightPrefix) {
-			return nectarhooks.ClaimInFlight, "", nil
-		}
+	case old == doneValue:
+		return nectarhooks.ClaimDone, "", nil
+	case strings.HasPrefix(old, inFlightPrefix):
+		return nectarhooks.ClaimInFlight, "", nil
 	}
-	return 0, "", fmt.Errorf("%w: claim: key %q holds %.40q", ErrForeignValue, s.key(id), fmt.Sprint(res))
+	return 0, "", fmt.Errorf("%w: claim: key %q holds %.40q", ErrForeignValue, s.key(id), old)
+}
+
+// setIfAbsent sets key to value, expiring after lease, unless key exists;
+// it reports whether it set it and otherwise the value key holds. It sends
+// SET key value NX PX lease GET, a plain command that costs the server a
+// fraction of a script; on servers before Redis 7.0, which refuse NX with
+// GET, it runs claimScript, which does the same, from then on.
+func (s *Store) setIfAbsent(ctx context.Context, key, value string, lease time.Duration) (old string, set bool, err error) {
+	if !s.claimByScript.Load() {
+		old, err = s.client.Do(ctx, "set", key, value, "nx", "px", millis(lease), "get").Text()
+		switch {
+		case err == redis.Nil:
+			return "", true, nil
+		case err == nil:
+			return old, false, nil
+		case !refusesNXGet(err):
+			return "", false, err
+		}
+		s.claimByScript.Store(true)
+	}
+	res, err := claimScript.Run(ctx, s.client, []string{key}, value, millis(lease)).Result()
+	if err != nil {
+		return "", false, err
+	}
+	if old, ok := res.(string); ok {
+		return old, false, nil
+	}
+	return "", true, nil
+}
+
+// refusesNXGet reports whether err is a server's refusal of SET with both
+// NX and GET, as Redis before 7.0 answers it.
+func refusesNXGet(err error) bool {
+	return redis.HasErrorPrefix(err, "syntax error") // after "ERR ", which it drops
 }
 
 // Complete implements nectarhooks.IdempotencyStore: the message's key

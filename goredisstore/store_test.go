@@ -2,6 +2,7 @@ package goredisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -103,50 +104,57 @@ func TestStoreSteps(t *testing.T) {
 			{op: "claim", holder: "a", want: acquired, key: "a"},
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, c := testStore(t)
-			ctx := context.Background()
-			const id = "msg_steps"
-			tokens := map[string]string{"nobody": "never-issued"}
-			for i, st := range tt.steps {
-				what := fmt.Sprintf("step %d: %s %s", i, st.op, st.holder)
-				switch st.op {
-				case "claim":
-					got, token, err := s.Claim(ctx, id, time.Hour)
-					require.NoError(t, err, what)
-					require.Equal(t, st.want, got, what)
-					if got == acquired {
-						require.NotEmpty(t, token, what)
-						require.NotContains(t, tokens, st.holder, what+": one claim per holder")
-						tokens[st.holder] = token
-					} else {
-						require.Empty(t, token, what)
-					}
-				case "complete":
-					require.NoError(t, s.Complete(ctx, id, tokens[st.holder]), what)
-				case "release":
-					require.NoError(t, s.Release(ctx, id, tokens[st.holder]), what)
-				case "forget":
-					require.NoError(t, s.Forget(ctx, id), what)
-				case "lapse":
-					lapse(t, c, s.key(id))
-				default:
-					t.Fatalf("%s: unknown op", what)
-				}
-				want := st.key
-				if tok, ok := tokens[want]; ok {
-					want = inFlightPrefix + tok
-				}
-				got, err := c.Get(ctx, s.key(id)).Result()
-				if err == redis.Nil {
-					got, err = "", nil
-				}
-				require.NoError(t, err, what)
-				require.Equal(t, want, got, what+": the key's value")
-			}
-		})
+	for _, mode := range claimModes {
+		for _, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				testSteps(t, mode.byScript, tt.steps)
+			})
+		}
 	}
+}
+
+func testSteps(t *testing.T, byScript bool, steps []step) {
+	s, c := testStoreMode(t, byScript)
+	ctx := context.Background()
+	const id = "msg_steps"
+	tokens := map[string]string{"nobody": "never-issued"}
+	for i, st := range steps {
+		what := fmt.Sprintf("step %d: %s %s", i, st.op, st.holder)
+		switch st.op {
+		case "claim":
+			got, token, err := s.Claim(ctx, id, time.Hour)
+			require.NoError(t, err, what)
+			require.Equal(t, st.want, got, what)
+			if got == acquired {
+				require.NotEmpty(t, token, what)
+				require.NotContains(t, tokens, st.holder, what+": one claim per holder")
+				tokens[st.holder] = token
+			} else {
+				require.Empty(t, token, what)
+			}
+		case "complete":
+			require.NoError(t, s.Complete(ctx, id, tokens[st.holder]), what)
+		case "release":
+			require.NoError(t, s.Release(ctx, id, tokens[st.holder]), what)
+		case "forget":
+			require.NoError(t, s.Forget(ctx, id), what)
+		case "lapse":
+			lapse(t, c, s.key(id))
+		default:
+			t.Fatalf("%s: unknown op", what)
+		}
+		want := st.key
+		if tok, ok := tokens[want]; ok {
+			want = inFlightPrefix + tok
+		}
+		got, err := c.Get(ctx, s.key(id)).Result()
+		if err == redis.Nil {
+			got, err = "", nil
+		}
+		require.NoError(t, err, what)
+		require.Equal(t, want, got, what+": the key's value")
+	}
+	assert.Equal(t, byScript, s.claimByScript.Load(), "the claim mode stays")
 }
 
 // lapse makes key expire as a lease that runs out does, on the server, and
@@ -172,27 +180,29 @@ func TestKeyLayout(t *testing.T) {
 		{"empty", ""},
 	}
 	const lease, ttl = 90 * time.Second, 2 * time.Hour
-	for _, tt := range ids {
-		t.Run(tt.name, func(t *testing.T) {
-			s, c := testStore(t, WithTTL(ttl))
-			ctx := context.Background()
-			key := s.prefix + tt.id
+	for _, mode := range claimModes {
+		for _, tt := range ids {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				s, c := testStoreMode(t, mode.byScript, WithTTL(ttl))
+				ctx := context.Background()
+				key := s.prefix + tt.id
 
-			claim, token, err := s.Claim(ctx, tt.id, lease)
-			require.NoError(t, err)
-			require.Equal(t, acquired, claim)
-			assert.Len(t, token, 26, "rand.Text: 26 base32 characters")
-			assert.Equal(t, "inflight:"+token, c.Get(ctx, key).Val())
-			assertExpiry(t, c, key, lease)
+				claim, token, err := s.Claim(ctx, tt.id, lease)
+				require.NoError(t, err)
+				require.Equal(t, acquired, claim)
+				assert.Len(t, token, 26, "rand.Text: 26 base32 characters")
+				assert.Equal(t, "inflight:"+token, c.Get(ctx, key).Val())
+				assertExpiry(t, c, key, lease)
 
-			require.NoError(t, s.Complete(ctx, tt.id, token))
-			assert.Equal(t, "done", c.Get(ctx, key).Val())
-			assertExpiry(t, c, key, ttl)
+				require.NoError(t, s.Complete(ctx, tt.id, token))
+				assert.Equal(t, "done", c.Get(ctx, key).Val())
+				assertExpiry(t, c, key, ttl)
 
-			keys, err := c.Keys(ctx, s.prefix+"*").Result()
-			require.NoError(t, err)
-			assert.Equal(t, []string{key}, keys, "one key per message")
-		})
+				keys, err := c.Keys(ctx, s.prefix+"*").Result()
+				require.NoError(t, err)
+				assert.Equal(t, []string{key}, keys, "one key per message")
+			})
+		}
 	}
 }
 
@@ -225,7 +235,13 @@ func TestTokensDiffer(t *testing.T) {
 // TestLeaseExpiry lets a short lease run out on the server's clock: the
 // message is then claimed anew.
 func TestLeaseExpiry(t *testing.T) {
-	s, _ := testStore(t)
+	for _, mode := range claimModes {
+		t.Run(mode.name, func(t *testing.T) { testLeaseExpiry(t, mode.byScript) })
+	}
+}
+
+func testLeaseExpiry(t *testing.T, byScript bool) {
+	s, _ := testStoreMode(t, byScript)
 	ctx := context.Background()
 	claim, first, err := s.Claim(ctx, "msg_lease", 50*time.Millisecond)
 	require.NoError(t, err)
@@ -410,35 +426,38 @@ func TestForeignValue(t *testing.T) {
 			wantErrMsg: "WRONGTYPE",
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, c := testStore(t)
-			ctx := context.Background()
-			key := s.key("msg_foreign")
-			require.NoError(t, tt.set(c, key))
-			typ := c.Type(ctx, key).Val()
+	for _, mode := range claimModes {
+		for _, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				s, c := testStoreMode(t, mode.byScript)
+				ctx := context.Background()
+				key := s.key("msg_foreign")
+				require.NoError(t, tt.set(c, key))
+				typ := c.Type(ctx, key).Val()
 
-			claim, token, err := s.Claim(ctx, "msg_foreign", time.Hour)
-			require.Error(t, err)
-			assert.Equal(t, nectarhooks.Claim(0), claim)
-			assert.Empty(t, token)
-			if tt.wantErrIs != nil {
-				assert.ErrorIs(t, err, tt.wantErrIs)
-			} else {
-				assert.NotErrorIs(t, err, ErrForeignValue)
-			}
-			assert.Contains(t, err.Error(), tt.wantErrMsg)
-			assert.True(t, strings.HasPrefix(err.Error(), "goredisstore: "), err.Error())
+				claim, token, err := s.Claim(ctx, "msg_foreign", time.Hour)
+				require.Error(t, err)
+				assert.Equal(t, nectarhooks.Claim(0), claim)
+				assert.Empty(t, token)
+				if tt.wantErrIs != nil {
+					assert.ErrorIs(t, err, tt.wantErrIs)
+				} else {
+					assert.NotErrorIs(t, err, ErrForeignValue)
+				}
+				assert.Contains(t, err.Error(), tt.wantErrMsg)
+				assert.True(t, strings.HasPrefix(err.Error(), "goredisstore: "), err.Error())
 
-			// Complete and Release compare first: a string is left alone,
-			// another type makes them fail. Either way nothing changes.
-			_ = s.Complete(ctx, "msg_foreign", "t")
-			_ = s.Release(ctx, "msg_foreign", "t")
-			assert.Equal(t, typ, c.Type(ctx, key).Val(), "the key is untouched")
-			if typ == "string" {
-				assert.NotEqual(t, "done", c.Get(ctx, key).Val())
-			}
-		})
+				// Complete and Release compare first: a string is left alone,
+				// another type makes them fail. Either way nothing changes.
+				_ = s.Complete(ctx, "msg_foreign", "t")
+				_ = s.Release(ctx, "msg_foreign", "t")
+				assert.Equal(t, typ, c.Type(ctx, key).Val(), "the key is untouched")
+				if typ == "string" {
+					assert.NotEqual(t, "done", c.Get(ctx, key).Val())
+				}
+				assert.Equal(t, mode.byScript, s.claimByScript.Load(), "a WRONGTYPE error is not an old server's refusal")
+			})
+		}
 	}
 }
 
@@ -446,36 +465,40 @@ func TestForeignValue(t *testing.T) {
 // through one Store and through several replicas' clients: exactly one
 // acquires it.
 func TestConcurrentClaims(t *testing.T) {
-	for _, replicas := range []int{1, 4} {
-		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
-			first, _ := testStore(t)
-			stores := []*Store{first}
-			for range replicas - 1 {
-				stores = append(stores, New(testClient(t), WithPrefix(first.prefix)))
-			}
-			const goroutines = 48
-			var wg sync.WaitGroup
-			results := make(chan nectarhooks.Claim, goroutines)
-			start := make(chan struct{})
-			for i := range goroutines {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					claim, _, err := stores[i%len(stores)].Claim(context.Background(), "msg_race", time.Hour)
-					assert.NoError(t, err)
-					results <- claim
-				}()
-			}
-			close(start)
-			wg.Wait()
-			close(results)
-			counts := map[nectarhooks.Claim]int{}
-			for claim := range results {
-				counts[claim]++
-			}
-			assert.Equal(t, map[nectarhooks.Claim]int{acquired: 1, inFlight: goroutines - 1}, counts)
-		})
+	for _, mode := range claimModes {
+		for _, replicas := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/%d replicas", mode.name, replicas), func(t *testing.T) {
+				first, _ := testStoreMode(t, mode.byScript)
+				stores := []*Store{first}
+				for range replicas - 1 {
+					replica := New(testClient(t), WithPrefix(first.prefix))
+					replica.claimByScript.Store(mode.byScript)
+					stores = append(stores, replica)
+				}
+				const goroutines = 48
+				var wg sync.WaitGroup
+				results := make(chan nectarhooks.Claim, goroutines)
+				start := make(chan struct{})
+				for i := range goroutines {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						claim, _, err := stores[i%len(stores)].Claim(context.Background(), "msg_race", time.Hour)
+						assert.NoError(t, err)
+						results <- claim
+					}()
+				}
+				close(start)
+				wg.Wait()
+				close(results)
+				counts := map[nectarhooks.Claim]int{}
+				for claim := range results {
+					counts[claim]++
+				}
+				assert.Equal(t, map[nectarhooks.Claim]int{acquired: 1, inFlight: goroutines - 1}, counts)
+			})
+		}
 	}
 }
 
@@ -498,6 +521,33 @@ func TestMillis(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in.String(), func(t *testing.T) {
 			assert.Equal(t, tt.want, millis(tt.in))
+		})
+	}
+}
+
+// TestRefusesNXGet tells an old server's refusal of SET NX GET, which
+// switches Claim to the script, from every other failure. The refusal is
+// the server's own answer to a SET it cannot parse.
+func TestRefusesNXGet(t *testing.T) {
+	c := testClient(t)
+	prefix := testPrefix(t, c)
+	ctx := context.Background()
+	require.NoError(t, c.HSet(ctx, prefix+"hash", "f", "v").Err())
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"syntax error", c.Do(ctx, "set", prefix+"k", "v", "nx", "xx").Err(), true},
+		{"wrong type", c.Do(ctx, "set", prefix+"hash", "v", "nx", "get").Err(), false},
+		{"nil reply", redis.Nil, false},
+		{"no error", nil, false},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false},
+		{"cancelled", context.Canceled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, refusesNXGet(tt.err), "%v", tt.err)
 		})
 	}
 }
