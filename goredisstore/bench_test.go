@@ -24,12 +24,19 @@ const benchLease, benchTTL = 12 * time.Second, time.Minute
 //   - ceiling: the same two writes as bare go-redis commands, SET NX PX
 //     and SET PX, with no script, token or answer to read: the most a
 //     Redis store can do on this client and server;
+//   - goredisstore-script-claim: the store claiming with its Lua script, as
+//     it does on servers before Redis 7.0;
 //   - MemoryStore: the in-process store, which replicas cannot share.
 //
 // Run: go test -run '^$' -bench ClaimComplete -benchmem -count 5
 func BenchmarkClaimComplete(b *testing.B) {
 	b.Run("goredisstore", func(b *testing.B) {
 		runPairs(b, storePair(b, storeForBench(b)))
+	})
+	b.Run("goredisstore-script-claim", func(b *testing.B) {
+		s := storeForBench(b)
+		s.claimByScript.Store(true) // as on Redis before 7.0
+		runPairs(b, storePair(b, s))
 	})
 	b.Run("ceiling=SET-NX-PX+SET-PX", func(b *testing.B) {
 		runPairs(b, ceilingPair(b))
