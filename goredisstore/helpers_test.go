@@ -33,6 +33,13 @@ func testClient(tb testing.TB) *redis.Client {
 func testPrefix(tb testing.TB, c redis.UniversalClient) string {
 	tb.Helper()
 	prefix := "nectarhooks-test:" + rand.Text()[:12] + ":"
+	deleteAtCleanup(tb, c, prefix)
+	return prefix
+}
+
+// deleteAtCleanup deletes the keys under prefix, through c, when tb ends.
+func deleteAtCleanup(tb testing.TB, c redis.UniversalClient, prefix string) {
+	tb.Helper()
 	tb.Cleanup(func() {
 		ctx := context.Background()
 		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
@@ -48,7 +55,6 @@ func testPrefix(tb testing.TB, c redis.UniversalClient) string {
 			require.NoError(tb, c.Unlink(ctx, keys...).Err())
 		}
 	})
-	return prefix
 }
 
 // testStore returns a Store on a client and a prefix of the test's own,
