@@ -63,22 +63,22 @@
 // redelivery runs the callback again.
 //
 // Redis replicates asynchronously: after a failover (Sentinel, Cluster) the
-// new primary may miss the last writes of the old one, and a message
-// processed just before it may run once more. Persistence (RDB snapshots,
+// new primary may miss the last writes of the old one, so a message claimed
+// or processed just before it may run once more. Persistence (RDB snapshots,
 // AOF) decides, likewise, what a restarted server still remembers; a server
 // without it forgets every processed message.
 //
 // # Memory
 //
-// A processed message takes about 180 bytes of Redis memory with the
-// default prefix and Svix's 31-character ids (measured with INFO
-// used_memory over 100,000 keys: key, value, expiry and hash-table
-// overhead), so a service that processes a million messages within the TTL
-// needs about 180 MB for them. The keys expire on their own: nothing needs
-// cleaning up. Keep the database's maxmemory-policy at noeviction or a
-// volatile-* policy that the application's other keys make unlikely to pick
-// these: an evicted "done" key lets a redelivery run again, and an evicted
-// claim lets a second delivery run at the same time.
+// A processed message takes about 180 bytes of Redis memory with Svix's
+// 31-character ids (measured with INFO used_memory over 100,000 "done" keys
+// with a 20-byte prefix: key, value, expiry and hash-table overhead), so a
+// service that processes a million messages within the TTL needs about
+// 180 MB for them. The keys expire on their own: nothing needs cleaning up.
+// Keep the database's maxmemory-policy at noeviction, Redis's default: every
+// key of the store has an expiry, so the volatile-* policies pick them, and
+// an evicted "done" key lets a redelivery run again, an evicted claim a
+// second delivery at the same time.
 //
 // # Redis Cluster, Sentinel and the other clients
 //
@@ -86,8 +86,8 @@
 // one key, the message's own, so each message lives on one cluster slot
 // and the store works on Redis Cluster with no hash tags (WithPrefix
 // refuses '{' and '}', which would make one and put every message on the
-// same slot). Scripts write, so go-redis sends them to the primary even
-// with ReadOnly or RouteByLatency. Through Sentinel (redis.NewFailoverClient,
+// same slot). Every command of the store writes, so go-redis sends it to the
+// primary even with ReadOnly or RouteByLatency. Through Sentinel (redis.NewFailoverClient,
 // or redis.NewUniversalClient with a MasterName) the store follows the
 // primary. The tests of this package run against a single node.
 package goredisstore
