@@ -272,7 +272,7 @@ func TestWithTTLExpiry(t *testing.T) {
 	pttl, err := c.PTTL(ctx, s.key("msg_ttl")).Result()
 	require.NoError(t, err)
 	assert.LessOrEqual(t, pttl, ttl, "done expires after WithTTL, not the default")
-	assert.Greater(t, pttl, time.Duration(0))
+	assert.NotEqual(t, time.Duration(-1), pttl, "done has an expiry (-2: it has expired already, on a slow machine)")
 
 	require.Eventually(t, func() bool {
 		claim, _, err := s.Claim(ctx, "msg_ttl", time.Hour)
