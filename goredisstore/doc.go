@@ -48,8 +48,8 @@
 // again, after a SCRIPT FLUSH, a restart or a failover. SET with NX and GET
 // together needs Redis 7.0 (or a compatible server, such as Valkey); on an
 // older server, which refuses it, the Store claims with a Lua script that
-// does the same, from the first refusal on, so Redis 2.6.12 and newer will
-// do. Scripting must be allowed; no module or particular configuration is
+// does the same from the first refusal on (that one Claim takes two round
+// trips), so Redis 2.6.12 and newer will do. Scripting must be allowed; no module or particular configuration is
 // needed.
 //
 // # When Redis is down
