@@ -84,6 +84,12 @@ func ceilingPair(b *testing.B) func(string) error {
 // runPairs calls pair with a new message id b.N times from benchSenders
 // goroutines, and reports the rate in pairs per second.
 func runPairs(b *testing.B, pair func(id string) error) {
+	runParallel(b, "pairs/s", pair)
+}
+
+// runParallel calls op with a new message id b.N times from benchSenders
+// goroutines, and reports the rate as unit.
+func runParallel(b *testing.B, unit string, op func(id string) error) {
 	var seq atomic.Int64
 	procs := runtime.GOMAXPROCS(0)
 	b.SetParallelism((benchSenders + procs - 1) / procs)
@@ -91,11 +97,11 @@ func runPairs(b *testing.B, pair func(id string) error) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := pair("msg_bench_" + strconv.FormatInt(seq.Add(1), 10)); err != nil {
+			if err := op("msg_bench_" + strconv.FormatInt(seq.Add(1), 10)); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
 }
