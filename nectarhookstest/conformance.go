@@ -474,7 +474,7 @@ func confConcurrentOne(t *testing.T, c conf) {
 			case got == nectarhooks.ClaimInFlight && token == "":
 				inFlight.Add(1)
 			default:
-				errs <- fmt.Errorf("Claim = %s with token %q, want ClaimAcquired or ClaimInFlight", claimName(got), token)
+				errs <- fmt.Errorf("claim answered %s with token %q, want ClaimAcquired or ClaimInFlight", claimName(got), token)
 			}
 		}()
 	}
