@@ -104,8 +104,11 @@ type IdempotencyStore interface {
 // a failed callback releases the message so that the retry runs. Nectar
 // resends through the Svix portal keep the message id, so a deliberate
 // resend of a processed message is skipped too: remove it from the store
-// first (IdempotencyStore.Forget). Default: none, every delivery runs its
-// callback.
+// first (IdempotencyStore.Forget). A delivery's claim on its message is a
+// lease of WithCallbackTimeout plus LeaseGrace: a callback that hangs past
+// it, or a replica that dies, leaves the message to the next delivery once
+// the lease ends (see IdempotencyStore). Default: none, every delivery runs
+// its callback.
 func WithIdempotency(store IdempotencyStore) Option {
 	return func(o *options) error {
 		o.idempotency = store

@@ -87,8 +87,38 @@ func BenchmarkDeliveries(b *testing.B) {
 	b.Run("pgx-ceiling", func(b *testing.B) {
 		benchCeiling(b, pool, table, func(start time.Time) { record("pgx-ceiling", b, start) })
 	})
-	b.Logf("pgxstore / pgx ceiling = %.2f; goredisstore / memory = %.2f (%v)",
-		rates["pgxstore"]/rates["pgx-ceiling"], rates["goredisstore"]/rates["memory"], rates)
+	b.Run("redis-round-trips", func(b *testing.B) {
+		benchRedisRoundTrips(b, client, prefix, func(start time.Time) { record("redis-round-trips", b, start) })
+	})
+	b.Logf("pgxstore / pgx ceiling = %.2f; goredisstore / memory = %.2f; goredisstore / its two round trips = %.2f (%v)",
+		rates["pgxstore"]/rates["pgx-ceiling"], rates["goredisstore"]/rates["memory"],
+		rates["goredisstore"]/rates["redis-round-trips"], rates)
+}
+
+// benchRedisRoundTrips runs b.N pairs of the two commands a delivery costs
+// goredisstore at least (SET NX PX GET to claim, then a SET to complete,
+// where the store runs a script), benchSenders at once: what Redis itself
+// allows here, for comparison.
+func benchRedisRoundTrips(b *testing.B, client *redis.Client, prefix string, done func(time.Time)) {
+	ctx := context.Background()
+	b.SetParallelism(int(math.Ceil(float64(benchSenders) / float64(max(1, runtime.GOMAXPROCS(0))))))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := prefix + nectarhookstest.NewMessageID()
+			err := client.Do(ctx, "set", key, "claimed", "nx", "px", 12000, "get").Err()
+			if err != nil && err != redis.Nil {
+				b.Error(err)
+				return
+			}
+			if err := client.Set(ctx, key, "done", time.Hour).Err(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	done(start)
 }
 
 // benchHandler delivers b.N new messages to a Handler with store over
