@@ -40,9 +40,6 @@ const (
 	exitUsage   = 2
 )
 
-// secretEnv names the environment variable read when -secret is absent.
-const secretEnv = "NECTAR_WEBHOOK_SECRET"
-
 func main() {
 	// Ctrl-C cancels a send between or during deliveries instead of killing
 	// the process mid-line, so the summary still says what was sent.
@@ -100,8 +97,9 @@ func lookup(name string) *command {
 
 func (e *env) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "nectarhooks: no command given")
-		fmt.Fprintln(e.stderr)
+		// A bare "nectarhooks" asks what the program does: the whole
+		// usage is the answer, not an error buried above it.
+		fmt.Fprint(e.stderr, "nectarhooks: no command given\n\n")
 		writeUsage(e.stderr)
 		return exitUsage
 	}
@@ -112,9 +110,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	}
 	c := lookup(name)
 	if c == nil {
-		fmt.Fprintf(e.stderr, "nectarhooks: unknown command %q\n\n", name)
-		writeUsage(e.stderr)
-		return exitUsage
+		return e.topLevelError("unknown command %q", name)
 	}
 	fs := flag.NewFlagSet("nectarhooks "+c.name, flag.ContinueOnError)
 	// Parse's own messages and usage are replaced by ours, written to the
@@ -143,44 +139,32 @@ func (e *env) help(args []string) int {
 		writeCommandUsage(e.stdout, lookup(args[0]))
 		return exitOK
 	case len(args) == 1:
-		fmt.Fprintf(e.stderr, "nectarhooks help: unknown command %q\n\n", args[0])
-	default:
-		fmt.Fprintln(e.stderr, "nectarhooks help: want at most one command name")
-		fmt.Fprintln(e.stderr)
+		return e.topLevelError("help: unknown command %q", args[0])
 	}
-	writeUsage(e.stderr)
+	return e.topLevelError("help: want at most one command name")
+}
+
+// topLevelError reports a command line whose command is missing or
+// unknown, and points to the list of commands.
+func (e *env) topLevelError(format string, a ...any) int {
+	fmt.Fprintf(e.stderr, "nectarhooks: %s\n", fmt.Sprintf(format, a...))
+	fmt.Fprintln(e.stderr, "Run 'nectarhooks help' for usage.")
 	return exitUsage
 }
 
-// usageError reports a malformed command line: the problem, then the
-// command's usage, on stderr.
+// usageError reports a malformed command line, or one that cannot be
+// carried out (an unknown event type, an unreadable file, an invalid
+// secret): one line saying what is wrong, and one pointing to the
+// command's usage. Printing the whole usage here would scroll the line
+// that matters out of sight.
+// The library's own "nectarhooks: " prefix is dropped from the message,
+// which already starts with the command's name.
 func (e *env) usageError(c *command, format string, a ...any) int {
-	fmt.Fprintf(e.stderr, "nectarhooks %s: %s\n\n", c.name, fmt.Sprintf(format, a...))
-	writeCommandUsage(e.stderr, c)
-	return exitUsage
-}
-
-// inputError reports a well-formed command line that cannot be carried out
-// (an unknown event type, an unreadable file, an invalid secret). The
-// usage would bury the one line that matters, so it only points to it.
-func (e *env) inputError(c *command, format string, a ...any) int {
-	fmt.Fprintf(e.stderr, "nectarhooks %s: %s\n", c.name, fmt.Sprintf(format, a...))
+	msg := strings.TrimPrefix(fmt.Sprintf(format, a...), "nectarhooks: ")
+	fmt.Fprintf(e.stderr, "nectarhooks %s: %s\n", c.name, escapeControl(msg))
 	fmt.Fprintf(e.stderr, "Run 'nectarhooks help %s' for usage.\n", c.name)
 	return exitUsage
 }
-
-// secret returns the signing secret from -secret, else from the
-// environment.
-func (e *env) secret(flagValue string) (string, bool) {
-	if s := strings.TrimSpace(flagValue); s != "" {
-		return s, true
-	}
-	s := strings.TrimSpace(e.getenv(secretEnv))
-	return s, s != ""
-}
-
-// errNoSecret is the complaint when neither source has a secret.
-const errNoSecret = "no signing secret: pass -secret whsec_... or set " + secretEnv
 
 // parseInterspersed parses flags wherever they appear among the
 // positional arguments, so "send all -repeat 2" works as well as

@@ -154,52 +154,63 @@ func TestUsageErrors(t *testing.T) {
 	withSecret := invocation{vars: map[string]string{secretEnv: secret}}
 	garbage := writeFile(t, "headers.txt", []byte("this is not a header\n"))
 	body := writeFile(t, "body.json", []byte(`{}`))
+	big := writeFile(t, "big.json", bytes.Repeat([]byte(" "), nectarhooks.DefaultMaxBodyBytes+1))
+	secretKey := strings.TrimPrefix(secret, "whsec_")
 	tests := []struct {
 		name  string
 		inv   invocation
 		args  []string
 		want  []string // in stderr
-		usage string   // the usage stderr must show; "" for input errors
+		run   string   // the command the "Run 'nectarhooks help ...'" line names; "-" for the whole usage
 	}{
-		{"no command", withSecret, nil, []string{"no command given"}, "Usage:\n  nectarhooks send"},
-		{"unknown command", withSecret, []string{"trigger"}, []string{`unknown command "trigger"`}, "Usage:\n  nectarhooks send"},
-		{"help for an unknown command", withSecret, []string{"help", "trigger"}, []string{`unknown command "trigger"`}, "Usage:\n  nectarhooks send"},
-		{"help with two commands", withSecret, []string{"help", "send", "sign"}, []string{"at most one command"}, "Usage:\n  nectarhooks send"},
+		{"no command", withSecret, nil, []string{"no command given", "Usage:\n  nectarhooks send"}, "-"},
+		{"unknown command", withSecret, []string{"trigger"}, []string{`unknown command "trigger"`}, ""},
+		{"help for an unknown command", withSecret, []string{"help", "trigger"}, []string{`unknown command "trigger"`}, ""},
+		{"help with two commands", withSecret, []string{"help", "send", "sign"}, []string{"at most one command"}, ""},
 
-		{"send without -url", withSecret, []string{"send", "all"}, []string{"-url is required"}, "Usage: nectarhooks send"},
-		{"send without payload", withSecret, []string{"send", "-url", "http://127.0.0.1:1/"}, []string{"no payload given"}, "Usage: nectarhooks send"},
-		{"send to a non-http URL", withSecret, []string{"send", "-url", "ftp://127.0.0.1/x", "all"}, []string{`"ftp://127.0.0.1/x" is not an http`}, "Usage: nectarhooks send"},
-		{"send to a URL without host", withSecret, []string{"send", "-url", "127.0.0.1:8080/x", "all"}, []string{"is not an http"}, "Usage: nectarhooks send"},
-		{"send -repeat 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-repeat", "0", "all"}, []string{"-repeat must be at least 1"}, "Usage: nectarhooks send"},
-		{"send -repeat not a number", withSecret, []string{"send", "-repeat", "twice", "all"}, []string{`invalid value "twice" for flag -repeat`}, "Usage: nectarhooks send"},
-		{"send -timeout 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-timeout", "0s", "all"}, []string{"-timeout must be positive"}, "Usage: nectarhooks send"},
-		{"send with an unknown flag", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-retries", "3", "all"}, []string{"flag provided but not defined: -retries"}, "Usage: nectarhooks send"},
-		{"send without a secret", invocation{}, []string{"send", "-url", "http://127.0.0.1:1/", "all"}, []string{"no signing secret", secretEnv}, ""},
-		{"send with an invalid secret", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "whsec_c2hvcnQ=", "all"}, []string{"invalid signing secret"}, ""},
-		{"send an unknown event type", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "connection.deleted.v2"}, []string{`"connection.deleted.v2" is neither a bundled sample nor a file`, "connection.created.v2, connection.updated.v2"}, ""},
-		{"send a missing file", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", filepath.Join(t.TempDir(), "missing.json")}, []string{"reading the payload", "missing.json"}, ""},
+		{"send without -url", withSecret, []string{"send", "all"}, []string{"-url is required"}, "send"},
+		{"send without payload", withSecret, []string{"send", "-url", "http://127.0.0.1:1/"}, []string{"no payload given"}, "send"},
+		{"send to a non-http URL", withSecret, []string{"send", "-url", "ftp://127.0.0.1/x", "all"}, []string{`"ftp://127.0.0.1/x" is not an http`}, "send"},
+		{"send to a URL without host", withSecret, []string{"send", "-url", "127.0.0.1:8080/x", "all"}, []string{"is not an http"}, "send"},
+		{"send -repeat 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-repeat", "0", "all"}, []string{"-repeat must be at least 1"}, "send"},
+		{"send -repeat not a number", withSecret, []string{"send", "-repeat", "twice", "all"}, []string{`invalid value "twice" for flag -repeat`}, "send"},
+		{"send -timeout 0", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-timeout", "0s", "all"}, []string{"-timeout must be positive"}, "send"},
+		{"send with an unknown flag", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-retries", "3", "all"}, []string{"flag provided but not defined: -retries"}, "send"},
+		{"send without a secret", invocation{}, []string{"send", "-url", "http://127.0.0.1:1/", "all"}, []string{"no signing secret", secretEnv}, "send"},
+		{"send with an invalid secret", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "whsec_c2hvcnQ=", "all"}, []string{"invalid signing secret"}, "send"},
+		{"send an unknown event type", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "connection.deleted.v2"}, []string{`"connection.deleted.v2" is neither a bundled sample nor a file`, "connection.created.v2, connection.updated.v2"}, "send"},
+		{"send a missing file", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", filepath.Join(t.TempDir(), "missing.json")}, []string{"reading the payload", "missing.json"}, "send"},
 
-		{"sign without payload", withSecret, []string{"sign"}, []string{"no payload given"}, "Usage: nectarhooks sign"},
-		{"sign two payloads", withSecret, []string{"sign", "connection.created.v2", "document.created.v2"}, []string{"sign takes one payload, got 2"}, "Usage: nectarhooks sign"},
-		{"sign all", withSecret, []string{"sign", "all"}, []string{`"all" is for send`}, "Usage: nectarhooks sign"},
-		{"sign with an id holding a space", withSecret, []string{"sign", "-id", "msg one", "connection.created.v2"}, []string{`-id "msg one" is not usable`}, "Usage: nectarhooks sign"},
-		{"sign with an empty id", withSecret, []string{"sign", "-id", "", "connection.created.v2"}, []string{`-id "" is not usable`}, "Usage: nectarhooks sign"},
-		{"sign with a bad URL", withSecret, []string{"sign", "-url", "localhost", "connection.created.v2"}, []string{`-url "localhost" is not an http`}, "Usage: nectarhooks sign"},
-		{"sign with a bad timestamp", withSecret, []string{"sign", "-timestamp", "yesterday", "connection.created.v2"}, []string{`invalid value "yesterday" for flag -timestamp`}, "Usage: nectarhooks sign"},
-		{"sign without a secret", invocation{}, []string{"sign", "connection.created.v2"}, []string{"no signing secret"}, ""},
+		{"send a file over the body limit", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", big}, []string{"is larger than 1048576 bytes"}, "send"},
+		{"send with an API key for a secret", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "sk_live_" + secretKey, "all"}, []string{`starts with "sk_"`, "other kind of key", `"whsec_" followed by base64`}, "send"},
+		{"send with an upper-case prefix", withSecret, []string{"send", "-url", "http://127.0.0.1:1/", "-secret", "WHSEC_" + secretKey, "all"}, []string{`starts with "WHSEC_"`, "lower case"}, "send"},
+		{"send with a quoted secret from a .env file", invocation{vars: map[string]string{secretEnv: `"` + secret + `"`}}, []string{"send", "-url", "http://127.0.0.1:1/", "all"}, []string{"in quotes", ".env", `"whsec_" followed by base64`}, "send"},
+		{"sign with a single-quoted secret", withSecret, []string{"sign", "-secret", "'" + secret + "'", "connection.created.v2"}, []string{"in quotes"}, "sign"},
+		{"verify with an invalid secret", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-secret", "whsec_c2hvcnQ="}, []string{"invalid signing secret"}, "verify"},
+		{"verify with an API key for a secret", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-secret", "pk_" + secretKey}, []string{`starts with "pk_"`}, "verify"},
+		{"verify a body over the body limit", withSecret, []string{"verify", "-headers", garbage, "-body", big}, []string{"is larger than 1048576 bytes"}, "verify"},
 
-		{"verify without -headers", withSecret, []string{"verify", "-body", body}, []string{"both -headers and -body are required"}, "Usage: nectarhooks verify"},
-		{"verify with an argument", withSecret, []string{"verify", "-headers", garbage, "-body", body, "extra"}, []string{`unexpected argument "extra"`}, "Usage: nectarhooks verify"},
-		{"verify -tolerance 0", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-tolerance", "0s"}, []string{"-tolerance must be positive"}, "Usage: nectarhooks verify"},
-		{"verify a headers file that is not headers", withSecret, []string{"verify", "-headers", garbage, "-body", body}, []string{`line 1, "this is not a header", is not a "Name: value" header line`}, ""},
-		{"verify a missing headers file", withSecret, []string{"verify", "-headers", filepath.Join(t.TempDir(), "nope.txt"), "-body", body}, []string{"reading the headers"}, ""},
-		{"verify a missing body file", withSecret, []string{"verify", "-headers", garbage, "-body", filepath.Join(t.TempDir(), "nope.json")}, []string{"reading the body"}, ""},
-		{"verify without a secret", invocation{}, []string{"verify", "-headers", garbage, "-body", body}, []string{"no signing secret"}, ""},
+		{"sign without payload", withSecret, []string{"sign"}, []string{"no payload given"}, "sign"},
+		{"sign two payloads", withSecret, []string{"sign", "connection.created.v2", "document.created.v2"}, []string{"sign takes one payload, got 2"}, "sign"},
+		{"sign all", withSecret, []string{"sign", "all"}, []string{`"all" is for send`}, "sign"},
+		{"sign with an id holding a space", withSecret, []string{"sign", "-id", "msg one", "connection.created.v2"}, []string{`-id "msg one" is not usable`}, "sign"},
+		{"sign with an empty id", withSecret, []string{"sign", "-id", "", "connection.created.v2"}, []string{`-id "" is not usable`}, "sign"},
+		{"sign with a bad URL", withSecret, []string{"sign", "-url", "localhost", "connection.created.v2"}, []string{`-url "localhost" is not an http`}, "sign"},
+		{"sign with a bad timestamp", withSecret, []string{"sign", "-timestamp", "yesterday", "connection.created.v2"}, []string{`invalid value "yesterday" for flag -timestamp`}, "sign"},
+		{"sign without a secret", invocation{}, []string{"sign", "connection.created.v2"}, []string{"no signing secret"}, "sign"},
 
-		{"samples with two arguments", withSecret, []string{"samples", "connection.created.v2", "document.created.v2"}, []string{"at most one event type"}, "Usage: nectarhooks samples"},
-		{"samples of an unknown type", withSecret, []string{"samples", "invoice.paid.v1"}, []string{`no sample for "invoice.paid.v1"`}, ""},
-		{"samples with a flag", withSecret, []string{"samples", "-v"}, []string{"flag provided but not defined: -v"}, "Usage: nectarhooks samples"},
-		{"version with an argument", withSecret, []string{"version", "now"}, []string{`unexpected argument "now"`}, "Usage: nectarhooks version"},
+		{"verify without -headers", withSecret, []string{"verify", "-body", body}, []string{"both -headers and -body are required"}, "verify"},
+		{"verify with an argument", withSecret, []string{"verify", "-headers", garbage, "-body", body, "extra"}, []string{`unexpected argument "extra"`}, "verify"},
+		{"verify -tolerance 0", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-tolerance", "0s"}, []string{"-tolerance must be positive"}, "verify"},
+		{"verify a headers file that is not headers", withSecret, []string{"verify", "-headers", garbage, "-body", body}, []string{`line 1, "this is not a header", is not a "Name: value" header line`}, "verify"},
+		{"verify a missing headers file", withSecret, []string{"verify", "-headers", filepath.Join(t.TempDir(), "nope.txt"), "-body", body}, []string{"reading the headers"}, "verify"},
+		{"verify a missing body file", withSecret, []string{"verify", "-headers", garbage, "-body", filepath.Join(t.TempDir(), "nope.json")}, []string{"reading the body"}, "verify"},
+		{"verify without a secret", invocation{}, []string{"verify", "-headers", garbage, "-body", body}, []string{"no signing secret"}, "verify"},
+
+		{"samples with two arguments", withSecret, []string{"samples", "connection.created.v2", "document.created.v2"}, []string{"at most one event type"}, "samples"},
+		{"samples of an unknown type", withSecret, []string{"samples", "invoice.paid.v1"}, []string{`no sample for "invoice.paid.v1"`}, "samples"},
+		{"samples with a flag", withSecret, []string{"samples", "-v"}, []string{"flag provided but not defined: -v"}, "samples"},
+		{"version with an argument", withSecret, []string{"version", "now"}, []string{`unexpected argument "now"`}, "version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,13 +220,23 @@ func TestUsageErrors(t *testing.T) {
 			for _, w := range tt.want {
 				assert.Contains(t, res.stderr, w)
 			}
-			if tt.usage != "" {
-				assert.Contains(t, res.stderr, tt.usage)
-			} else {
-				assert.Contains(t, res.stderr, "Run 'nectarhooks help")
-				assert.NotContains(t, res.stderr, "Flags:", "an input error points to the usage instead of burying itself in it")
+			if tt.run == "-" {
+				return
 			}
-			assert.NotContains(t, res.stderr, secret, "the secret is never repeated")
+			// The error, then one line pointing to the usage: the usage
+			// itself would scroll the error out of sight.
+			lines := nonEmptyLines(res.stderr)
+			require.Len(t, lines, 2, "stderr: %s", res.stderr)
+			prefix := "nectarhooks: "
+			if tt.run != "" {
+				prefix = "nectarhooks " + tt.run + ": "
+			}
+			assert.True(t, strings.HasPrefix(lines[0], prefix), "the error names the command: %q", lines[0])
+			assert.NotContains(t, lines[0], ": nectarhooks: ", "one prefix, not the library's as well")
+			assert.Equal(t, strings.TrimSpace("Run 'nectarhooks help "+tt.run)+"' for usage.", lines[1])
+			assert.NotContains(t, res.stderr, "Flags:")
+			assert.NotContains(t, res.stderr, secretKey, "the secret is never repeated")
+			assert.NotContains(t, res.stderr, "not standard base64", "a secret of the wrong kind is named as such")
 		})
 	}
 }
@@ -385,59 +406,4 @@ func TestShellQuote(t *testing.T) {
 			assert.Equal(t, []string{tt.in}, words, "the shell reads back the original")
 		})
 	}
-}
-
-// shellWords splits s into words as a POSIX shell would for the commands
-// sign prints: blanks separate words, backslash-newline continues a line,
-// single quotes keep everything, double quotes keep all but \" and \\, and
-// a backslash outside quotes escapes the next character. Expansions are
-// left as written.
-func shellWords(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && i+1 < len(s) && s[i+1] == '\n':
-			i++
-		case c == '\\' && i+1 < len(s):
-			cur.WriteByte(s[i+1])
-			inWord = true
-			i++
-		case c == '\'':
-			end := strings.IndexByte(s[i+1:], '\'')
-			if end < 0 {
-				return nil, errors.New("unterminated single quote")
-			}
-			cur.WriteString(s[i+1 : i+1+end])
-			inWord = true
-			i += end + 1
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New("unterminated double quote")
-			}
-			inWord = true
-		case c == ' ' || c == '\t' || c == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
 }

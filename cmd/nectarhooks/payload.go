@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/nectarhooks/nectarhooks"
@@ -67,7 +66,7 @@ func resolvePayload(arg string) (payload, error) {
 	if body := nectarhookstest.Sample(nectarhooks.EventType(arg)); body != nil {
 		return payload{label: arg, body: body}, nil
 	}
-	body, err := os.ReadFile(arg)
+	body, err := readFileCapped(arg, maxFileBytes)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && looksLikeEventType(arg):
 		return payload{}, fmt.Errorf("%q is neither a bundled sample nor a file; the samples are %s", arg, sampleList())

@@ -38,7 +38,7 @@ func runSamples(_ context.Context, e *env, _ *flag.FlagSet, _ any, args []string
 	case 1:
 		body := nectarhookstest.Sample(nectarhooks.EventType(args[0]))
 		if body == nil {
-			return e.inputError(c, "no sample for %q; the samples are %s", args[0], sampleList())
+			return e.usageError(c, "no sample for %q; the samples are %s", args[0], sampleList())
 		}
 		e.stdout.Write(body)
 		return exitOK

@@ -97,17 +97,17 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	if !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
-	secret, ok := e.secret(f.secret)
-	if !ok {
-		return e.inputError(c, errNoSecret)
+	secret, err := e.signingSecret(f.secret)
+	if err != nil {
+		return e.usageError(c, "%v", err)
 	}
 	signer, err := nectarhookstest.NewSigner(secret)
 	if err != nil {
-		return e.inputError(c, "%v", err)
+		return e.usageError(c, "%v", err)
 	}
 	payloads, err := resolvePayloads(args, true)
 	if err != nil {
-		return e.inputError(c, "%v", err)
+		return e.usageError(c, "%v", err)
 	}
 	for _, p := range payloads {
 		if w := warnIfNotJSON(p); w != "" {
@@ -154,7 +154,7 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 			status, answer, err := post(ctx, client, f.url, header, body)
 			if err != nil {
 				fmt.Fprintf(e.stdout, "%s  no answer\n", what)
-				fmt.Fprintf(e.stderr, "nectarhooks send: %s: %s\n", p.label, describeSendError(err, f.timeout))
+				fmt.Fprintf(e.stderr, "nectarhooks send: %s: %s\n", p.label, escapeControl(describeSendError(err, f.timeout)))
 				continue
 			}
 			line := what + "  " + status.text
@@ -209,18 +209,19 @@ func post(ctx context.Context, client *http.Client, target string, header http.H
 	return st, shown, nil
 }
 
-// oneLine collapses s's white space, newlines included, to single spaces
-// and cuts it to at most limit bytes, on a character boundary.
+// oneLine collapses s's white space, newlines included, to single spaces,
+// cuts it to at most limit bytes, on a character boundary, and escapes
+// what a terminal would act on (see escapeControl).
 func oneLine(s string, limit int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= limit {
-		return s
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
-	cut := limit
-	for cut > 0 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	return escapeControl(s)
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -329,4 +331,57 @@ func TestSendInterrupted(t *testing.T) {
 	assert.Contains(t, stderr.String(), "nectarhooks send: interrupted after 0 of 10 deliveries")
 	reqs, _ := rcv.seen()
 	assert.Empty(t, reqs, "nothing is sent once interrupted")
+}
+
+// TestSendEscapesControlCharacters checks that an answer cannot drive the
+// terminal: escape sequences and other control characters from the server
+// are printed as escapes, not as the bytes a terminal acts on.
+func TestSendEscapesControlCharacters(t *testing.T) {
+	tests := []struct {
+		name, answer, want string
+	}{
+		{"escape sequence that clears the screen", "denied\x1b[2J\x1b[H", `denied\x1b[2J\x1b[H`},
+		{"carriage return and tab, white space, become spaces", "bad\rgood\tnews", `bad good news`},
+		{"bell and backspace", "a\x07\x08b", `a\x07\x08b`},
+		{"C1 control (CSI)", "x\u009b31my", `x\u009b31my`},
+		{"bidi override", "abc\u202edcba", `abc\u202edcba`},
+		{"invalid UTF-8", "ok\xff", `ok\xff`},
+		{"plain text is left alone", "naïve café 🐝", "naïve café 🐝"},
+	}
+	secret := nectarhookstest.NewSecret()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, tt.answer)
+			}))
+			t.Cleanup(srv.Close)
+			res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}}, "send", "-url", srv.URL, "connection.created.v2")
+			assert.Equal(t, exitRefused, res.code)
+			assert.Contains(t, res.stdout, "403 Forbidden  "+tt.want)
+			for _, r := range res.stdout {
+				assert.False(t, needsEscape(r) && r != '\n', "raw %U in the output: %q", r, res.stdout)
+			}
+		})
+	}
+}
+
+// TestSendReadsFilesWithACap checks that a payload file that never ends
+// is refused once past the body limit, instead of being read forever.
+func TestSendReadsFilesWithACap(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero here")
+	}
+	secret := nectarhookstest.NewSecret()
+	done := make(chan cliResult, 1)
+	go func() {
+		done <- runCLI(t, invocation{vars: map[string]string{secretEnv: secret}}, "send", "-url", "http://127.0.0.1:1/", "/dev/zero")
+	}()
+	select {
+	case res := <-done:
+		assert.Equal(t, exitUsage, res.code)
+		assert.Contains(t, res.stderr, "/dev/zero is larger than 1048576 bytes")
+	case <-time.After(60 * time.Second):
+		t.Fatal("send /dev/zero is still reading after a minute")
+	}
 }

@@ -64,17 +64,17 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 	if f.url != "" && !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
-	secret, ok := e.secret(f.secret)
-	if !ok {
-		return e.inputError(c, errNoSecret)
+	secret, err := e.signingSecret(f.secret)
+	if err != nil {
+		return e.usageError(c, "%v", err)
 	}
 	signer, err := nectarhookstest.NewSigner(secret)
 	if err != nil {
-		return e.inputError(c, "%v", err)
+		return e.usageError(c, "%v", err)
 	}
 	p, err := resolvePayload(args[0])
 	if err != nil {
-		return e.inputError(c, "%v", err)
+		return e.usageError(c, "%v", err)
 	}
 	if w := warnIfNotJSON(p); w != "" {
 		fmt.Fprintln(e.stderr, w)

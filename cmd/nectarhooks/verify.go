@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,8 +38,9 @@ byte for byte the one delivered), or a timestamp outside the tolerance
 
 The headers file holds "Name: value" lines, names in any case, as the
 Svix portal shows them, or a whole curl -v transcript (its "> " lines,
-the request's headers, are read and the rest skipped), or a JSON object of
-header names to strings. The body file must hold the body exactly as
+the request's headers, are read and the rest skipped), or a curl command's
+-H arguments (the output of 'nectarhooks sign' will do), or a JSON object
+of header names to strings. The body file must hold the body exactly as
 received: save it from the raw request, not from a pretty-printed view.
 
 Exit status 0 if the delivery verifies, 1 if not.
@@ -72,21 +72,21 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	case f.tolerance <= 0:
 		return e.usageError(c, "-tolerance must be positive, got %s", f.tolerance)
 	}
-	secret, ok := e.secret(f.secret)
-	if !ok {
-		return e.inputError(c, errNoSecret)
-	}
-	rawHeaders, err := os.ReadFile(f.headers)
+	secret, err := e.signingSecret(f.secret)
 	if err != nil {
-		return e.inputError(c, "reading the headers: %v", err)
+		return e.usageError(c, "%v", err)
 	}
-	body, err := os.ReadFile(f.body)
+	rawHeaders, err := readFileCapped(f.headers, maxFileBytes)
 	if err != nil {
-		return e.inputError(c, "reading the body: %v", err)
+		return e.usageError(c, "reading the headers: %v", err)
+	}
+	body, err := readFileCapped(f.body, maxFileBytes)
+	if err != nil {
+		return e.usageError(c, "reading the body: %v", err)
 	}
 	header, err := parseHeaders(rawHeaders)
 	if err != nil {
-		return e.inputError(c, "%s: %v", f.headers, err)
+		return e.usageError(c, "%s: %v", f.headers, err)
 	}
 	now, clock := e.now(), "the clock"
 	if flagWasSet(fs, "now") {
@@ -94,7 +94,7 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	}
 	v, err := nectarhooks.NewVerifier(secret, nectarhooks.WithTolerance(f.tolerance), nectarhooks.WithClock(nectarhookstest.FixedClock(now)))
 	if err != nil {
-		return e.inputError(c, "%v", err)
+		return e.usageError(c, "%v", err)
 	}
 
 	err = v.Verify(body, header)
@@ -102,7 +102,7 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	if err == nil {
 		ts, _ := strconv.ParseInt(hs.timestamp, 10, 64)
 		sent := time.Unix(ts, 0)
-		fmt.Fprintf(e.stdout, "verified: message %s\n", hs.id)
+		fmt.Fprintf(e.stdout, "verified: message %s\n", escapeControl(hs.id))
 		fmt.Fprintf(e.stdout, "  headers: %s-*\n", hs.prefix)
 		fmt.Fprintf(e.stdout, "  signed: %s, %s %s\n", sent.UTC().Format(time.RFC3339), relativeAge(now.Sub(sent)), clock)
 		if t := nectarhooks.PeekEventType(body); t != "" {
@@ -296,7 +296,8 @@ func cut(s string, n int) string {
 }
 
 // parseHeaders reads a captured delivery's headers: a JSON object of
-// header names to strings (or lists of strings), or "Name: value" lines.
+// header names to strings (or lists of strings), or "Name: value" lines,
+// or a curl command's -H arguments (what sign prints, both together).
 // A curl -v transcript, told by its "> " lines, contributes those lines
 // only: the request's headers, without curl's notes, progress meter and
 // the response. Otherwise request lines, status lines, HTTP/2
@@ -310,6 +311,19 @@ func parseHeaders(data []byte) (http.Header, error) {
 		return h, parseJSONHeaders(trimmed, h)
 	}
 	lines := strings.Split(string(data), "\n")
+	// The output of "nectarhooks sign" lists the headers, then a curl
+	// command that sends them again: take the command's -H arguments and
+	// read the lines around it as usual, adding what they repeat once.
+	if cmd, first, last, ok := curlCommand(lines); ok {
+		fromCurl, err := curlHeaders(cmd)
+		if err != nil {
+			return nil, err
+		}
+		for name, values := range fromCurl {
+			h[name] = values
+		}
+		lines = slices.Concat(lines[:first], make([]string, last-first+1), lines[last+1:]) // blank, to keep line numbers
+	}
 	transcript := slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), ">") })
 	for i, line := range lines {
 		t := strings.TrimSpace(line)
@@ -333,7 +347,9 @@ func parseHeaders(data []byte) (http.Header, error) {
 		if !ok || !isToken(name) {
 			return nil, fmt.Errorf("line %d, %q, is not a \"Name: value\" header line", i+1, cut(t, 60))
 		}
-		h.Add(name, strings.TrimSpace(value))
+		if value = strings.TrimSpace(value); !slices.Contains(h.Values(name), value) {
+			h.Add(name, value)
+		}
 	}
 	if len(h) == 0 {
 		return nil, errors.New("no headers found; want \"Name: value\" lines or a JSON object")

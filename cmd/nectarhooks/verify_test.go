@@ -302,3 +302,40 @@ func TestRelativeAge(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyReadsSignOutput checks that what sign prints, its header lines
+// and its curl command together or the curl command alone, is accepted by
+// verify -headers.
+func TestVerifyReadsSignOutput(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	inv := invocation{vars: map[string]string{secretEnv: secret}}
+	payload := nectarhookstest.Sample(nectarhooks.EventConnectionUpdated)
+	payloadFile := writeFile(t, "payload.json", payload)
+	tests := []struct {
+		name string
+		args []string
+		keep func(out string) string // the part of sign's output saved as the headers file
+	}{
+		{"whole output, inline body", []string{"connection.updated.v2"}, func(out string) string { return out }},
+		{"whole output, file body and URL", []string{"-url", "http://127.0.0.1:8080/webhooks/nectar?a=1&b=2", payloadFile}, func(out string) string { return out }},
+		{"the curl command alone", []string{"connection.updated.v2"}, func(out string) string {
+			_, curl, _ := strings.Cut(out, "\n\n")
+			return curl
+		}},
+		{"the curl command pasted with a prompt", []string{"-url", "http://127.0.0.1:8080/x", payloadFile}, func(out string) string {
+			_, curl, _ := strings.Cut(out, "\n\n")
+			return "$ " + curl
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			signed := runCLI(t, inv, append([]string{"sign"}, tt.args...)...)
+			require.Equal(t, exitOK, signed.code, signed.stderr)
+			id := parseSignOutput(t, signed.stdout).Get("svix-id")
+			headers := writeFile(t, "headers.txt", []byte(tt.keep(signed.stdout)))
+			res := runCLI(t, inv, "verify", "-headers", headers, "-body", payloadFile)
+			assert.Equal(t, exitOK, res.code, "stdout: %s\nstderr: %s", res.stdout, res.stderr)
+			assert.Contains(t, res.stdout, "verified: message "+id)
+		})
+	}
+}
