@@ -157,11 +157,11 @@ func TestUsageErrors(t *testing.T) {
 	big := writeFile(t, "big.json", bytes.Repeat([]byte(" "), nectarhooks.DefaultMaxBodyBytes+1))
 	secretKey := strings.TrimPrefix(secret, "whsec_")
 	tests := []struct {
-		name  string
-		inv   invocation
-		args  []string
-		want  []string // in stderr
-		run   string   // the command the "Run 'nectarhooks help ...'" line names; "-" for the whole usage
+		name string
+		inv  invocation
+		args []string
+		want []string // in stderr
+		run  string   // the command the "Run 'nectarhooks help ...'" line names; "-" for the whole usage
 	}{
 		{"no command", withSecret, nil, []string{"no command given", "Usage:\n  nectarhooks send"}, "-"},
 		{"unknown command", withSecret, []string{"trigger"}, []string{`unknown command "trigger"`}, ""},
