@@ -3,6 +3,7 @@
 // for Nectar or the Svix portal.
 //
 //	nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar all
+//	nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar -n 10000 -dup 0.1 -retry
 //	nectarhooks sign -url https://example.com/hooks connection.updated.v2
 //	nectarhooks verify -headers headers.txt -body body.json
 //	nectarhooks samples connection.created.v2
@@ -59,6 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		now:    time.Now,
 		newID:  nectarhookstest.NewMessageID,
 	}
+	if isTerminal(stderr) {
+		e.progress = stderr
+	}
 	return e.run(ctx, args)
 }
 
@@ -69,6 +73,9 @@ type env struct {
 	getenv         func(string) string
 	now            func() time.Time
 	newID          func() string
+	// progress is where load draws its live progress line: stderr when
+	// it is a terminal, else nil (no progress on a pipe or in a file).
+	progress io.Writer
 }
 
 // command is one subcommand: its synopsis, its help text and its body.
@@ -83,7 +90,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
@@ -206,6 +213,8 @@ them, to develop and debug the endpoint that receives them.
 
 Usage:
   nectarhooks send    -url URL [flags] EVENT|FILE...   POST signed deliveries
+  nectarhooks load    -url URL [flags] [EVENT|FILE...] many deliveries at once: throughput,
+                                                       latency, and whether each was acknowledged
   nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
   nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
   nectarhooks samples [EVENT]                          list or print the bundled samples
@@ -223,7 +232,8 @@ NECTAR_WEBHOOK_SECRET environment variable, which keeps it out of shell
 history and process listings.
 
 Exit status: 0 on success; 1 when refused (send: an answer other than
-2xx, or none; verify: the capture does not verify); 2 for usage errors.
+2xx, or none; load: a message never acknowledged, or a forgery accepted;
+verify: the capture does not verify); 2 for usage errors.
 
 Run 'nectarhooks help COMMAND' for a command's flags and examples.
 `

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
+)
+
+// defaultLoadMessages is -n when neither -n nor -duration is given: a few
+// seconds against a receiver on a laptop.
+const defaultLoadMessages = 1000
+
+type loadFlags struct {
+	url        string
+	secret     string
+	messages   int
+	duration   time.Duration
+	conc       int
+	rate       float64
+	timeout    time.Duration
+	dup        float64
+	retry      bool
+	retryScale float64
+	tamper     float64
+	stale      float64
+	json       bool
+}
+
+func loadCommand() *command {
+	return &command{
+		name:     "load",
+		synopsis: "load -url URL [-n N | -duration D] [-c N] [-rate R] [-dup F] [-retry] [-tamper F] [-stale F] [-json] [EVENT|all|FILE...]",
+		help: `Deliver many signed messages to URL, concurrently, as Svix would, and say
+how many deliveries per second the receiver took, how slow it got at the
+tail, and whether every message was acknowledged exactly as it should be.
+
+Each message has its own svix-id and is signed anew for every attempt.
+The payloads are the EVENT|FILE arguments in turn (default: all five
+samples). -n sets how many messages, or -duration how long to keep
+starting new ones; -c how many deliveries are in flight at most.
+
+Without -rate the run is a closed loop: each of the -c senders starts a
+delivery when its last one is answered, which measures the most the
+receiver takes. With -rate R, messages start R times a second whether or
+not earlier ones were answered (an open loop, as webhooks arrive), and
+latency counts from when each was due, so a receiver that falls behind
+shows it as latency instead of hiding it (no coordinated omission).
+A delivery not answered within -timeout (15s, as Svix waits) has failed.
+
+-dup F delivers a fraction F of the messages again with the same svix-id
+(a new timestamp and signature), half of them at the same time as the
+first attempt and half once it is answered: the receiver should run its
+callback once and answer 2xx (or 409 while the first is in progress).
+-retry follows Svix's rules when a delivery is not answered 2xx in time:
+the same svix-id again after 5s, 5m, 30m, 2h, 5h, 10h and 10h, eight
+attempts in all, stopping at the first 2xx; -retry-scale shrinks the
+schedule (the default 0.0001 makes 28 hours about 10 seconds).
+-tamper F and -stale F add F forged deliveries per message (alternately
+a body changed after signing and a signature under another secret) and
+F deliveries signed 10 minutes ago: all of them must be refused.
+
+At the end: deliveries per second, latency percentiles from a histogram,
+the answers by status, the reasons given for refusals, and the verdict:
+messages never acknowledged (no 2xx for their svix-id: lost, as Svix
+counts them) and forged or stale deliveries accepted, both of which must
+be 0. -json prints the same as one JSON object. On a terminal a progress
+line shows the run as it goes.
+
+Exit status 1 if a message was never acknowledged, a forged or stale
+delivery was accepted, or the run was interrupted.
+`,
+		examples: `  export NECTAR_WEBHOOK_SECRET=whsec_...
+  nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar
+  nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar -n 20000 -c 32 connection.updated.v2
+  nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar -duration 30s -rate 500
+  nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar -dup 0.1 -retry -tamper 0.01 -stale 0.01 -json
+`,
+		flags: func(fs *flag.FlagSet) any {
+			f := &loadFlags{}
+			fs.StringVar(&f.url, "url", "", "POST to `URL`, an http:// or https:// endpoint (required)")
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.IntVar(&f.messages, "n", 0, fmt.Sprintf("send `N` messages (default %d unless -duration is set)", defaultLoadMessages))
+			fs.DurationVar(&f.duration, "duration", 0, "start new messages for `D` instead of a number of them")
+			fs.IntVar(&f.conc, "c", 8, "make up to `N` deliveries at a time")
+			fs.Float64Var(&f.rate, "rate", 0, "start `R` messages a second, answered or not (an open loop); 0: as fast as answered")
+			fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "a delivery not answered within `D` has failed, as Svix counts it")
+			fs.Float64Var(&f.dup, "dup", 0, "deliver a fraction `F` of the messages again, with the same svix-id")
+			fs.BoolVar(&f.retry, "retry", false, "retry a failed delivery as Svix does, up to 8 attempts")
+			fs.Float64Var(&f.retryScale, "retry-scale", 0.0001, "multiply Svix's retry delays by `X` (1 for the real schedule)")
+			fs.Float64Var(&f.tamper, "tamper", 0, "add `F` forged deliveries per message, which must be refused")
+			fs.Float64Var(&f.stale, "stale", 0, "add `F` deliveries per message signed 10 minutes ago, which must be refused")
+			fs.BoolVar(&f.json, "json", false, "print the result as a JSON object, for scripts and CI")
+			return f
+		},
+		run: runLoad,
+	}
+}
+
+func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []string) int {
+	c, f := lookup("load"), opts.(*loadFlags)
+	fraction := func(v float64) bool { return v >= 0 && v <= 1 }
+	switch {
+	case f.url == "":
+		return e.usageError(c, "-url is required")
+	case !isHTTPURL(f.url):
+		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
+	case flagWasSet(fs, "n") && flagWasSet(fs, "duration"):
+		return e.usageError(c, "-n and -duration are exclusive: give a number of messages or a time")
+	case flagWasSet(fs, "n") && f.messages < 1:
+		return e.usageError(c, "-n must be at least 1, got %d", f.messages)
+	case flagWasSet(fs, "duration") && f.duration <= 0:
+		return e.usageError(c, "-duration must be positive, got %s", f.duration)
+	case f.conc < 1:
+		return e.usageError(c, "-c must be at least 1, got %d", f.conc)
+	case f.rate < 0:
+		return e.usageError(c, "-rate must not be negative, got %g", f.rate)
+	case f.timeout <= 0:
+		return e.usageError(c, "-timeout must be positive, got %s", f.timeout)
+	case !fraction(f.dup):
+		return e.usageError(c, "-dup is a fraction of the messages, from 0 to 1; got %g", f.dup)
+	case !fraction(f.tamper):
+		return e.usageError(c, "-tamper is a fraction, from 0 to 1; got %g", f.tamper)
+	case !fraction(f.stale):
+		return e.usageError(c, "-stale is a fraction, from 0 to 1; got %g", f.stale)
+	case f.retryScale <= 0 || f.retryScale > 1:
+		return e.usageError(c, "-retry-scale must be more than 0 and at most 1, got %g", f.retryScale)
+	}
+	if !flagWasSet(fs, "n") && !flagWasSet(fs, "duration") {
+		f.messages = defaultLoadMessages
+	}
+	secret, err := e.signingSecret(f.secret)
+	if err != nil {
+		return e.usageError(c, "%v", err)
+	}
+	signer, err := nectarhookstest.NewSigner(secret)
+	if err != nil {
+		return e.usageError(c, "%v", err)
+	}
+	if len(args) == 0 {
+		args = []string{"all"}
+	}
+	payloads, err := resolvePayloads(args, true)
+	if err != nil {
+		return e.usageError(c, "%v", err)
+	}
+	for _, p := range payloads {
+		if w := warnIfNotJSON(p); w != "" {
+			fmt.Fprintln(e.stderr, w)
+		}
+	}
+
+	g := newLoadGen(loadConfig{
+		url:         f.url,
+		signer:      signer,
+		payloads:    payloads,
+		messages:    f.messages,
+		duration:    f.duration,
+		concurrency: f.conc,
+		rate:        f.rate,
+		timeout:     f.timeout,
+		dup:         f.dup,
+		tamper:      f.tamper,
+		stale:       f.stale,
+		retry:       f.retry,
+		retryScale:  f.retryScale,
+		newID:       e.newID,
+		now:         e.now,
+	})
+	if !f.json {
+		fmt.Fprintln(e.stdout, describeRun(f))
+	}
+	if e.progress != nil {
+		stop, drawn := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(drawn)
+			showProgress(e.progress, g.stats, time.Now(), stop)
+		}()
+		defer func() { close(stop); <-drawn }()
+	}
+	g.run(ctx)
+	r := g.report(ctx.Err() != nil)
+
+	if f.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(e.stderr, "nectarhooks load: writing the report: %v\n", err)
+		}
+	} else {
+		writeLoadReport(e.stdout, r)
+	}
+	if !r.Pass {
+		return exitRefused
+	}
+	return exitOK
+}
+
+// describeRun is the line printed before a run starts.
+func describeRun(f *loadFlags) string {
+	what := fmt.Sprintf("%d messages", f.messages)
+	if f.duration > 0 {
+		what = "messages for " + f.duration.String()
+	}
+	loop := "closed loop"
+	if f.rate > 0 {
+		loop = fmt.Sprintf("open loop at %g messages/s", f.rate)
+	}
+	return fmt.Sprintf("load: %s to %s, up to %d at a time, %s", what, f.url, f.conc, loop)
+}
+
+// writeLoadReport prints the report for a person.
+func writeLoadReport(w io.Writer, r loadReport) {
+	row := func(label, format string, a ...any) {
+		fmt.Fprintf(w, "%-12s %s\n", label, fmt.Sprintf(format, a...))
+	}
+	row("deliveries", "%d in %.2fs: %.0f/s", r.Deliveries, r.Seconds, r.PerSecond)
+	if r.Latency.Count > 0 {
+		l := r.Latency
+		from := "from the send"
+		if r.Rate > 0 {
+			from = "from the scheduled time"
+		}
+		row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%d genuine deliveries, %s)",
+			fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max), l.Count, from)
+	}
+	row("status", "%s", formatStatus(r.Status))
+	for i, rf := range r.Refusals {
+		label := ""
+		if i == 0 {
+			label = "refusals"
+		}
+		row(label, "%-7s %-4s %6d  %s", rf.What, rf.Status, rf.Count, rf.Reason)
+	}
+	for i, fl := range r.Failures {
+		label := ""
+		if i == 0 {
+			label = "no answer"
+		}
+		row(label, "%6d  %s", fl.Count, fl.Error)
+	}
+	row("messages", "%d: %d acknowledged, %d never acknowledged", r.Messages, r.Acknowledged, r.Unacknowledged)
+	if r.Unacknowledged > 0 {
+		row("", "never acknowledged: %s", strings.Join(r.UnacknowledgedIDs, " "))
+	}
+	if r.Resent > 0 || r.Retries > 0 {
+		row("again", "%d resent with the same svix-id (%d answered 2xx), %d retries", r.Resent, r.ResentAccepted, r.Retries)
+	}
+	if r.Forged.Sent > 0 || r.Stale.Sent > 0 {
+		row("refused?", "forged: %d sent, %d accepted; stale: %d sent, %d accepted", r.Forged.Sent, r.Forged.Accepted, r.Stale.Sent, r.Stale.Accepted)
+	}
+	row("verdict", "%s", verdict(r))
+}
+
+// verdict says in one line whether the receiver passed, and if not why.
+func verdict(r loadReport) string {
+	if r.Pass {
+		return "PASS: every message acknowledged, no forged or stale delivery accepted"
+	}
+	var why []string
+	if r.Unacknowledged > 0 {
+		why = append(why, fmt.Sprintf("%d messages never acknowledged", r.Unacknowledged))
+	}
+	if n := r.Forged.Accepted; n > 0 {
+		why = append(why, fmt.Sprintf("%d forged deliveries accepted", n))
+	}
+	if n := r.Stale.Accepted; n > 0 {
+		why = append(why, fmt.Sprintf("%d stale deliveries accepted", n))
+	}
+	if r.Interrupted {
+		why = append(why, "interrupted")
+	}
+	return "FAIL: " + strings.Join(why, ", ")
+}
+
+// formatStatus lists the status counts, codes first in order, then the
+// deliveries without an answer.
+func formatStatus(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	// Status codes are three digits and sort before words.
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "  ")
+}
+
+// fmtMS shows a latency in milliseconds with three significant digits.
+func fmtMS(ms float64) string {
+	switch {
+	case ms >= 100:
+		return fmt.Sprintf("%.0fms", ms)
+	case ms >= 10:
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.2fms", ms)
+}
