@@ -234,6 +234,11 @@ func (g *loadGen) run(ctx context.Context) {
 		case send <- next:
 			inFlight++
 			if next == arrival {
+				// A message counts from its first delivery: one made
+				// but not yet due when the run ends was never sent.
+				g.mu.Lock()
+				g.messages = append(g.messages, next.msg)
+				g.mu.Unlock()
 				arrival = nil
 				g.scheduleExtras(&pending, next, started)
 				started++
@@ -270,9 +275,6 @@ func (g *loadGen) newMessage(i int, due time.Time) *delivery {
 			m.resend = resendConcurrent
 		}
 	}
-	g.mu.Lock()
-	g.messages = append(g.messages, m)
-	g.mu.Unlock()
 	g.seq++
 	return &delivery{kind: kindFirst, msg: m, attempt: 1, due: due, seq: g.seq}
 }

@@ -190,6 +190,22 @@ func TestUsageErrors(t *testing.T) {
 		{"verify with an API key for a secret", withSecret, []string{"verify", "-headers", garbage, "-body", body, "-secret", "pk_" + secretKey}, []string{`starts with "pk_"`}, "verify"},
 		{"verify a body over the body limit", withSecret, []string{"verify", "-headers", garbage, "-body", big}, []string{"is larger than 1048576 bytes"}, "verify"},
 
+		{"load without -url", withSecret, []string{"load"}, []string{"-url is required"}, "load"},
+		{"load to a non-http URL", withSecret, []string{"load", "-url", "localhost:8080"}, []string{"is not an http"}, "load"},
+		{"load -n and -duration", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-n", "10", "-duration", "1s"}, []string{"-n and -duration are exclusive"}, "load"},
+		{"load -n 0", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-n", "0"}, []string{"-n must be at least 1"}, "load"},
+		{"load -duration 0", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-duration", "0s"}, []string{"-duration must be positive"}, "load"},
+		{"load -c 0", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-c", "0"}, []string{"-c must be at least 1"}, "load"},
+		{"load -rate -1", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-rate", "-1"}, []string{"-rate must not be negative"}, "load"},
+		{"load -timeout 0", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-timeout", "0s"}, []string{"-timeout must be positive"}, "load"},
+		{"load -dup 2", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-dup", "2"}, []string{"-dup is a fraction"}, "load"},
+		{"load -tamper -0.1", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-tamper", "-0.1"}, []string{"-tamper is a fraction"}, "load"},
+		{"load -stale 1.5", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-stale", "1.5"}, []string{"-stale is a fraction"}, "load"},
+		{"load -retry-scale 0", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-retry", "-retry-scale", "0"}, []string{"-retry-scale must be more than 0"}, "load"},
+		{"load without a secret", invocation{}, []string{"load", "-url", "http://127.0.0.1:1/"}, []string{"no signing secret"}, "load"},
+		{"load with an API key for a secret", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "-secret", "sk_test_" + secretKey}, []string{`starts with "sk_"`}, "load"},
+		{"load an unknown event type", withSecret, []string{"load", "-url", "http://127.0.0.1:1/", "invoice.paid.v1"}, []string{"neither a bundled sample nor a file"}, "load"},
+
 		{"sign without payload", withSecret, []string{"sign"}, []string{"no payload given"}, "sign"},
 		{"sign two payloads", withSecret, []string{"sign", "connection.created.v2", "document.created.v2"}, []string{"sign takes one payload, got 2"}, "sign"},
 		{"sign all", withSecret, []string{"sign", "all"}, []string{`"all" is for send`}, "sign"},
@@ -247,9 +263,10 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"help", []string{"help"}, []string{"Usage:", "nectarhooks send", "nectarhooks sign", "nectarhooks verify", "nectarhooks samples", "Exit status", secretEnv}},
+		{"help", []string{"help"}, []string{"Usage:", "nectarhooks send", "nectarhooks load", "nectarhooks sign", "nectarhooks verify", "nectarhooks samples", "Exit status", secretEnv}},
 		{"-h", []string{"-h"}, []string{"Usage:", "nectarhooks send"}},
 		{"--help", []string{"--help"}, []string{"Usage:", "nectarhooks send"}},
+		{"help load", []string{"help", "load"}, []string{"Usage: nectarhooks load -url URL", "-n N", "-duration D", "-c N", "-rate R", "-dup F", "-retry", "-retry-scale X", "-tamper F", "-stale F", "-json", "coordinated omission", "Examples:"}},
 		{"help send", []string{"help", "send"}, []string{"Usage: nectarhooks send -url URL", "-repeat N", "same svix-id", "-stale", "-tamper", "-timeout D", "Examples:"}},
 		{"send -h", []string{"send", "-h"}, []string{"Usage: nectarhooks send -url URL", "Examples:"}},
 		{"send -h after other flags", []string{"send", "-url", "http://127.0.0.1:1/", "all", "-h"}, []string{"Usage: nectarhooks send -url URL"}},
