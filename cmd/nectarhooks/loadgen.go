@@ -156,12 +156,13 @@ func (g *loadGen) run(ctx context.Context) {
 	start := time.Now()
 	g.stats.begin(start)
 	var (
-		pending   deliveryHeap
-		inFlight  int
-		started   int       // messages started
-		arrival   *delivery // the next message's first attempt, once made
-		timer     = time.NewTimer(time.Hour)
-		closeLoop = g.cfg.rate <= 0
+		pending     deliveryHeap
+		inFlight    int
+		started     int       // messages started
+		arrival     *delivery // the next message's first attempt, once made
+		timer       = time.NewTimer(time.Hour)
+		closeLoop   = g.cfg.rate <= 0
+		interrupted = ctx.Done()
 	)
 	defer timer.Stop()
 	generating := func(now time.Time) bool {
@@ -170,8 +171,13 @@ func (g *loadGen) run(ctx context.Context) {
 			return false
 		case g.cfg.messages > 0:
 			return started < g.cfg.messages
-		default:
+		case closeLoop:
 			return now.Sub(start) < g.cfg.duration
+		default:
+			// Every message due within the duration is sent, however
+			// late: a receiver that falls behind leaves a backlog, and
+			// dropping it would hide how far behind it fell.
+			return float64(started)/g.cfg.rate < g.cfg.duration.Seconds()
 		}
 	}
 	// arrivalDue is when message i is scheduled: at once in a closed loop,
@@ -219,8 +225,9 @@ func (g *loadGen) run(ctx context.Context) {
 				wake = arrival.due
 			}
 		}
-		if gen && !closeLoop {
-			if end := start.Add(g.cfg.duration); g.cfg.duration > 0 && end.Before(wake) {
+		if gen && closeLoop && g.cfg.duration > 0 {
+			// Wake at the end, so that no message starts after it.
+			if end := start.Add(g.cfg.duration); end.Before(wake) {
 				wake = end
 			}
 		}
@@ -251,10 +258,12 @@ func (g *loadGen) run(ctx context.Context) {
 				g.push(&pending, d)
 			}
 		case <-timer.C:
-		case <-ctx.Done():
+		case <-interrupted:
 			// Loop once more: generation stops and the pending
 			// deliveries are dropped; those in flight are cancelled
-			// and their results still come back.
+			// and their results still come back. Not again: a closed
+			// channel would make the loop spin until they do.
+			interrupted = nil
 		}
 	}
 	close(work)
