@@ -1,0 +1,76 @@
+package main
+
+import (
+	"net/http"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseHeaders feeds verify's header parser the files people save:
+// anything, since a capture can hold what any client sent. It must not
+// panic, and what it accepts must be headers a request could carry.
+func FuzzParseHeaders(f *testing.F) {
+	f.Add([]byte("svix-id: msg_1\nsvix-timestamp: 1614265330\nsvix-signature: v1,abc=\n"))
+	f.Add([]byte("> POST /hooks HTTP/1.1\n> Host: x\n> svix-id: msg_1\n< HTTP/1.1 200 OK\n"))
+	f.Add([]byte(`{"svix-id": "msg_1", "svix-signature": ["v1,a=", "v1,b="]}`))
+	f.Add([]byte("svix-id: msg_1\n\ncurl -X POST \"$URL\" \\\n  -H 'svix-id: msg_1' \\\n  --data-binary '{\"a\":\n1}'\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := parseHeaders(data)
+		if err != nil {
+			return
+		}
+		if len(h) == 0 {
+			t.Fatal("accepted a file without headers")
+		}
+		for name := range h {
+			if name == "" {
+				t.Fatalf("empty header name from %q", data)
+			}
+		}
+		_ = pickHeaders(h)
+		_ = http.Header(h).Get("svix-signature")
+	})
+}
+
+// FuzzEscapeControl checks that whatever a server answers, what is
+// printed holds nothing a terminal acts on, and is valid UTF-8.
+func FuzzEscapeControl(f *testing.F) {
+	f.Add("plain answer")
+	f.Add("\x1b]0;title\x07\x1b[2J")
+	f.Add("\xff\xfe\u202e\u009b")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := escapeControl(oneLine(s, maxShownBody))
+		if !utf8.ValidString(out) {
+			t.Fatalf("not UTF-8: %q", out)
+		}
+		for _, r := range out {
+			if needsEscape(r) {
+				t.Fatalf("%U left raw in %q", r, out)
+			}
+		}
+	})
+}
+
+// FuzzShellQuote checks that sign's quoting and verify's reading of a curl
+// command agree: every string quoted for the shell reads back as itself.
+func FuzzShellQuote(f *testing.F) {
+	f.Add("svix-id: msg_1")
+	f.Add(`{"a": "it's"}`)
+	f.Add("line\nbreak \\ and $HOME")
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := shellWords(shellQuote(s))
+		if err != nil {
+			t.Fatalf("%q quoted as %q: %v", s, shellQuote(s), err)
+		}
+		if s == "" {
+			if len(words) != 1 || words[0] != "" {
+				// An empty argument quotes as '' and reads back as one empty word.
+				t.Fatalf("empty string read back as %q", words)
+			}
+			return
+		}
+		if len(words) != 1 || words[0] != s {
+			t.Fatalf("%q quoted as %q read back as %q", s, shellQuote(s), words)
+		}
+	})
+}
