@@ -367,6 +367,9 @@ func parseJSONHeaders(data []byte, h http.Header) error {
 		return errors.New("not a JSON object of header names to strings: text after the object")
 	}
 	for name, raw := range m {
+		if !isToken(name) {
+			return fmt.Errorf("%q is not a header name", cut(name, 60))
+		}
 		var one string
 		if err := json.Unmarshal(raw, &one); err == nil {
 			h.Add(name, one)

@@ -269,6 +269,8 @@ func TestParseHeaders(t *testing.T) {
 		{"JSON number", `{"svix-timestamp": 1700000000}`, nil, `the value of "svix-timestamp" is not a string`},
 		{"JSON malformed", `{"svix-id": "a"`, nil, "not a JSON object"},
 		{"JSON with text after", `{"svix-id": "a"} {}`, nil, "text after the object"},
+		{"JSON with an empty name", `{"": ["x"]}`, nil, `"" is not a header name`},
+		{"JSON with a name holding a space", `{"svix id": "a"}`, nil, `"svix id" is not a header name`},
 		{"JSON empty", `{}`, nil, "holds no headers"},
 	}
 	for _, tt := range tests {
