@@ -130,8 +130,8 @@ func newLoadGen(cfg loadConfig) *loadGen {
 	}
 }
 
-// finished is what a worker hands back to the scheduler: the delivery it
-// made and the follow-ups it calls for.
+// finished is what a worker hands back to the scheduler once a delivery
+// is over: the follow-ups it calls for (a resend, a retry), if any.
 type finished struct {
 	followUps []*delivery
 }
@@ -344,7 +344,7 @@ func (g *loadGen) deliver(ctx context.Context, d *delivery) []*delivery {
 	case ctx.Err() != nil:
 		o.interrupted = true
 	default:
-		o.failure = err.Error()
+		o.failure = escapeControl(err.Error())
 	}
 	ok := o.status >= 200 && o.status < 300
 	if ok && d.kind.genuine() {
