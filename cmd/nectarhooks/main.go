@@ -223,7 +223,7 @@ Usage:
 
 EVENT is a documented event type, such as connection.updated.v2, whose
 sample payload (as Nectar documents it) is built into the program; send
-also takes "all" for the five. FILE is a JSON payload, used byte for byte.
+and load also take "all" for the five. FILE is a JSON payload, used byte for byte.
 A file named like an event type needs a path: ./connection.updated.v2.
 
 The signing secret is the endpoint's "whsec_..." secret from the Svix
