@@ -70,8 +70,16 @@ At the end: deliveries per second, latency percentiles from a histogram,
 the answers by status, the reasons given for refusals, and the verdict:
 messages never acknowledged (no 2xx for their svix-id: lost, as Svix
 counts them) and forged or stale deliveries accepted, both of which must
-be 0. -json prints the same as one JSON object. On a terminal a progress
-line shows the run as it goes.
+be 0. On a terminal a progress line shows the run as it goes.
+
+-json prints the same as one JSON object, for CI and for tests that run
+the command: pass, messages, acknowledged, unacknowledged,
+unacknowledged_ids (the first 20), deliveries, deliveries_per_second,
+seconds, latency_ms (count, mean, p50, p90, p99, p99_9, max), status (by
+code, or "timeout", "no answer", "interrupted"), refusals (what, status,
+reason, count), failures (error, count), resent, resent_accepted,
+retries, forged and stale (sent, accepted), interrupted, url,
+concurrency and rate.
 
 Exit status 1 if a message was never acknowledged, a forged or stale
 delivery was accepted, or the run was interrupted.
