@@ -357,6 +357,11 @@ func TestLoadJSONSchema(t *testing.T) {
 	assert.Equal(t, map[string]any{"200": 10.0, "401": 2.0}, m["status"])
 	assert.Equal(t, true, m["pass"])
 	assert.Empty(t, res.stderr, "nothing but the JSON")
+
+	help := runCLI(t, invocation{}, "help", "load").stdout
+	for _, k := range append(keys(m), keys(m["latency_ms"].(map[string]any))...) {
+		assert.Contains(t, help, k, "help load lists the report's fields")
+	}
 }
 
 // TestLoadTextReport checks the summary printed without -json.
