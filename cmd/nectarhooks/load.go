@@ -52,6 +52,8 @@ receiver takes. With -rate R, messages start R times a second whether or
 not earlier ones were answered (an open loop, as webhooks arrive), and
 latency counts from when each was due, so a receiver that falls behind
 shows it as latency instead of hiding it (no coordinated omission).
+-c caps the open loop too: give it more than the rate times the
+receiver's latency, or the sender's own limit is what gets measured.
 A delivery not answered within -timeout (15s, as Svix waits) has failed.
 
 -dup F delivers a fraction F of the messages again with the same svix-id
