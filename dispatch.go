@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -547,29 +548,90 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	}
 	switch {
 	case r.ContentLength > 0:
-		// The common case: one allocation of the exact size. net/http
-		// stops the body at Content-Length, so it cannot run over.
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrReadBody, err)
-		}
-		return body, nil
+		return readAnnounced(r.Body, r.ContentLength)
 	case r.Body == nil || r.Body == http.NoBody:
 		return []byte{}, nil
 	}
 	// A chunked body, or a request built by hand whose ContentLength of 0
 	// means unknown, as it does for http.NewRequest with an io.Reader of
-	// its own: read up to the limit.
-	body := make([]byte, 0, 4096)
+	// its own.
+	return readUnannounced(r.Body, max)
+}
+
+// bodyStart is the most memory a body's first read reserves: Nectar's
+// payloads are a few KiB, and a sender gets more only by sending more. A
+// Content-Length is a claim, not bytes: reserving all it announces at once
+// would let stalled connections that each claim a megabyte and send a byte
+// hold a megabyte of memory each.
+const bodyStart = 8 << 10
+
+// readAnnounced reads a body of Content-Length n (at most the limit, which
+// readBody checked). Bodies of up to bodyStart bytes, every payload Nectar
+// sends, take one allocation of their exact size, as before; larger ones
+// start at bodyStart and double as their bytes arrive, up to n, so that
+// what is held is never more than twice what was received. net/http stops
+// the body at Content-Length, so it cannot run over.
+func readAnnounced(body io.Reader, n int64) ([]byte, error) {
+	buf := make([]byte, min(n, bodyStart))
+	got := 0
 	for {
-		if int64(len(body)) > max {
-			return nil, ErrBodyTooLarge
+		m, err := io.ReadFull(body, buf[got:])
+		got += m
+		if err != nil {
+			return nil, shortBody(err, got, n)
 		}
-		if len(body) == cap(body) {
-			body = append(body, 0)[:len(body)]
+		if int64(got) == n {
+			return buf, nil
 		}
-		n, err := r.Body.Read(body[len(body):cap(body)])
-		body = body[:len(body)+n]
+		grown := make([]byte, min(n, 2*int64(len(buf))))
+		copy(grown, buf)
+		buf = grown
+	}
+}
+
+// shortBody is the error of a body that could not be read to its
+// announced length n after got bytes. A body that simply ends early was
+// most often read already, by a middleware that logs or binds bodies
+// before the Handler: the error says so, since "EOF" alone leaves the
+// reader guessing.
+func shortBody(err error, got int, n int64) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("%w: the body ended after %d of the %d bytes its Content-Length announced; did a middleware read the body first? (%w)",
+			ErrReadBody, got, n, err)
+	}
+	return fmt.Errorf("%w: %w", ErrReadBody, err)
+}
+
+// scratchPool holds the buffers bodies of unknown length are first read
+// into, so that such a body costs one allocation of its exact size.
+var scratchPool = sync.Pool{New: func() any { return new([bodyStart]byte) }}
+
+// readUnannounced reads a body of unknown length, up to max bytes: into a
+// pooled buffer, copied out at its exact size once it ends; a body that
+// outgrows the buffer continues in one that doubles as bytes arrive, up to
+// one byte over max, which is how it is found too large without reading
+// further.
+func readUnannounced(body io.Reader, max int64) ([]byte, error) {
+	scratch := scratchPool.Get().(*[bodyStart]byte)
+	defer scratchPool.Put(scratch)
+	limit := max + 1
+	buf, pooled := scratch[:0], true
+	for {
+		room := int64(cap(buf))
+		if room > limit {
+			room = limit
+		}
+		if int64(len(buf)) == room {
+			if room == limit {
+				return nil, ErrBodyTooLarge
+			}
+			grown := make([]byte, len(buf), min(limit, 2*int64(cap(buf))))
+			copy(grown, buf)
+			buf, pooled = grown, false
+			continue
+		}
+		m, err := body.Read(buf[len(buf):room])
+		buf = buf[:len(buf)+m]
 		if err == io.EOF {
 			break
 		}
@@ -577,15 +639,22 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 			return nil, fmt.Errorf("%w: %w", ErrReadBody, err)
 		}
 	}
-	if int64(len(body)) > max {
+	if int64(len(buf)) > max {
 		return nil, ErrBodyTooLarge
 	}
-	return body, nil
+	if pooled {
+		// The scratch buffer goes back to the pool: copy the body out.
+		return append(make([]byte, 0, len(buf)), buf...), nil
+	}
+	return buf, nil
 }
 
 // fail answers a refused delivery and reports it.
 func (o *options) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := StatusCode(err)
+	if status == http.StatusRequestEntityTooLarge {
+		refuseRestOfBody(w)
+	}
 	answer(w, status, reason(status, err)+"\n")
 	o.report(r.Context(), status, err)
 }
@@ -616,6 +685,28 @@ func (o *options) report(ctx context.Context, status int, err error) {
 		attrs = append(attrs, slog.String("stack", string(p.Stack)))
 	}
 	o.log().LogAttrs(ctx, level, what, attrs...)
+}
+
+// refuseRestOfBody makes the answer to a body over the limit the last on
+// its connection, and keeps net/http from reading the rest of the body. By
+// default net/http reads up to 256 KiB of an unread body before it sends
+// the answer, to keep the connection for another request: a sender that
+// trickles an endless chunked body would get no answer at all.
+func refuseRestOfBody(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	// A MaxBytesReader that runs over its limit is net/http's own signal
+	// for this: it marks the connection to be closed after the answer,
+	// gracefully (the answer is sent and the connection half-closed before
+	// it is closed, so that the sender is not reset before reading it).
+	// Running one over a limit of 0 gives that signal without reading a
+	// byte of the request.
+	var b [1]byte
+	http.MaxBytesReader(w, io.NopCloser(bytes.NewReader(b[:])), 0).Read(b[:])
+	// net/http still reads up to 256 KiB of the body while closing it,
+	// after the answer: a read deadline already past stops that at once.
+	// ResponseWriters that cannot (recorders, some wrappers) say so, and
+	// nothing is lost.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // reason is the text of a refusal: the error's own words where they help
