@@ -243,33 +243,62 @@ func (v *Verifier) checkTimestamp(ts int64) error {
 // match reports whether any v1 entry of sigs is the signature of the
 // message under any key.
 func (v *Verifier) match(id string, ts int64, payload []byte, sigs string) bool {
-	matched := false
 	for i := range v.keys {
 		st := v.keys[i].pool.Get().(*macState)
 		st.sign(id, ts, payload)
-		for rest := sigs; rest != "" && !matched; {
-			entry := rest
-			if j := strings.IndexByte(rest, ' '); j >= 0 {
-				entry, rest = rest[:j], rest[j+1:]
-			} else {
-				rest = ""
-			}
-			// Svix splits an entry at its commas: the version is "v1" and
-			// the signature matches when the entry is "v1,", ours, then its
-			// end or a comma. Lengths are public; the signature compares in
-			// constant time (the conversion does not copy or allocate).
-			const n = len("v1,") + len(st.want)
-			if len(entry) >= n && entry[:3] == "v1," && (len(entry) == n || entry[n] == ',') &&
-				subtle.ConstantTimeCompare(st.want[:], []byte(entry[3:n])) == 1 {
-				matched = true
-			}
-		}
+		matched := st.matchIn(sigs)
 		v.keys[i].pool.Put(st)
 		if matched {
 			return true
 		}
 	}
 	return false
+}
+
+// matchIn reports whether sigs, a space-separated list of entries, holds
+// the v1 entry of st.want. Svix splits an entry at its commas: the version
+// is "v1" and the signature matches when the entry is "v1,", ours, then
+// its end or a comma.
+//
+// The header is the sender's, before anything is authenticated, and may
+// be a megabyte of junk: it is scanned for "v1," (a fast substring search)
+// rather than split into entries, so that it costs no allocation and
+// little time whatever it holds. Lengths are public; the signature
+// compares in constant time (the conversion does not copy or allocate).
+func (st *macState) matchIn(sigs string) bool {
+	const version = "v1,"
+	if strings.HasPrefix(sigs, version) && st.matchAt(sigs, 0) {
+		return true
+	}
+	for off := 0; ; {
+		// Every later entry starts after a space.
+		j := strings.Index(sigs[off:], " "+version)
+		if j < 0 {
+			return false
+		}
+		start := off + j + 1
+		if start+len(version)+len(st.want) > len(sigs) {
+			return false // and so would every later entry
+		}
+		if st.matchAt(sigs, start) {
+			return true
+		}
+		off = start + len(version)
+	}
+}
+
+// matchAt reports whether the entry of sigs that starts at start, with
+// "v1,", is the entry of st.want.
+func (st *macState) matchAt(sigs string, start int) bool {
+	end := start + len("v1,") + len(st.want)
+	if end > len(sigs) || end < len(sigs) && sigs[end] != ' ' && sigs[end] != ',' {
+		return false // shorter, or longer
+	}
+	sig := sigs[start+len("v1,") : end]
+	if strings.IndexByte(sig, ' ') >= 0 {
+		return false // the entry ends early: no signature has a space
+	}
+	return subtle.ConstantTimeCompare(st.want[:], []byte(sig)) == 1
 }
 
 // sign computes the base64 v1 signature of a message into st.want.
@@ -325,15 +354,10 @@ func encodeSum(dst *[44]byte, src *[sha256.Size]byte) {
 	dst[43] = '='
 }
 
-// hasEntry reports whether sigs holds any "version,signature" entry.
-func hasEntry(sigs string) bool {
-	for _, entry := range strings.Split(sigs, " ") {
-		if strings.Contains(entry, ",") {
-			return true
-		}
-	}
-	return false
-}
+// hasEntry reports whether sigs holds any "version,signature" entry: an
+// entry with a comma, which is any comma, since entries are separated by
+// spaces.
+func hasEntry(sigs string) bool { return strings.IndexByte(sigs, ',') >= 0 }
 
 // Sign returns the svix-signature header value Svix would send for the
 // message: "v1," and the base64 HMAC-SHA256 of "id.timestamp.payload" under

@@ -82,3 +82,41 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyJunkSignatureHeader measures refusing a signature header
+// of a megabyte of junk, beside the Svix library, which splits it.
+func BenchmarkVerifyJunkSignatureHeader(b *testing.B) {
+	ts := time.Now()
+	tsText := strconv.FormatInt(ts.Unix(), 10)
+	secret := vtSecretOf(vtKey(61, 24))
+	ours, err := NewVerifier(secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wh, err := svix.NewWebhook(secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(vtBody)
+	for _, junk := range vtJunkSignatureHeaders() {
+		header := http.Header{"Svix-Id": {vtID}, "Svix-Timestamp": {tsText}, "Svix-Signature": {junk.sigs}}
+		b.Run(junk.name, func(b *testing.B) {
+			b.Run("nectarhooks", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if ours.Verify(body, header) == nil {
+						b.Fatal("accepted")
+					}
+				}
+			})
+			b.Run("svix", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if wh.Verify(body, header) == nil {
+						b.Fatal("accepted")
+					}
+				}
+			})
+		})
+	}
+}

@@ -1076,3 +1076,50 @@ func TestVerifyDeliberateDifferencesFromSvix(t *testing.T) {
 		require.NoError(t, vtNew(t, vtSecret, WithTolerance(100*365*24*time.Hour)).Verify(body, h))
 	})
 }
+
+// vtJunkSignatureHeaders are signature headers of a megabyte, as a sender
+// who is not Svix may send them, with the reason each is refused for.
+func vtJunkSignatureHeaders() []struct {
+	name string
+	sigs string
+	want error
+} {
+	const mib = 1 << 20
+	fake := "v1," + strings.Repeat("A", 43) + "="
+	return []struct {
+		name string
+		sigs string
+		want error
+	}{
+		{"spaces", strings.Repeat(" ", mib), ErrInvalidHeaders},
+		{"commas", strings.Repeat(",", mib), ErrNoMatchingSignature},
+		{"v1, repeated", strings.Repeat("v1,", mib/3), ErrNoMatchingSignature},
+		{"empty v1 entries", strings.Repeat("v1, ", mib/4), ErrNoMatchingSignature},
+		{"wrong signatures", strings.Repeat(fake+" ", mib/len(fake+" ")), ErrNoMatchingSignature},
+		{"one long entry", "v1," + strings.Repeat("A", mib), ErrNoMatchingSignature},
+	}
+}
+
+// A signature header of a megabyte of junk is refused like Svix refuses it,
+// without allocating: the header is scanned, not split.
+func TestVerifyJunkSignatureHeader(t *testing.T) {
+	wh, err := svix.NewWebhook(vtSecret)
+	require.NoError(t, err)
+	v := vtNew(t, vtSecret, vtAtKA(), WithSecrets(vtSecretOf(vtKey(42, 24))))
+	for _, tc := range vtJunkSignatureHeaders() {
+		t.Run(tc.name, func(t *testing.T) {
+			h := vtHeaders(vtID, vtTSText, tc.sigs)
+			vtRequireSameAsSvix(t, v, wh, h, tc.want)
+			// And with the real signature after the junk: still found.
+			h = vtHeaders(vtID, vtTSText, tc.sigs+" "+vtSig)
+			vtRequireSameAsSvix(t, v, wh, h, nil)
+			if RaceEnabled {
+				return // sync.Pool drops items under the race detector
+			}
+			h, body := vtHeaders(vtID, vtTSText, tc.sigs), []byte(vtBody)
+			allocs := testing.AllocsPerRun(5, func() { err = v.Verify(body, h) })
+			vtRequireReason(t, err, tc.want)
+			assert.Zero(t, allocs, "allocations to refuse a 1 MiB signature header")
+		})
+	}
+}
