@@ -143,8 +143,12 @@ func (q *asyncQueue) work() {
 }
 
 // run processes one queued message, under a renewed claim if it waited
-// long.
+// long, and reports a failure.
 func (q *asyncQueue) run(j asyncJob) {
+	// The error handler, the idempotency store and the logger are the
+	// service's code: a panic of theirs on this goroutine would end the
+	// process, and every message answered 202 and still queued with it.
+	defer q.h.opts.recoverOffRequest(j.ctx, "on an async worker")
 	if q.h.opts.idempotency != nil && time.Since(j.claimed) > reclaimAfter {
 		token, err := q.reclaim(j)
 		switch {
@@ -158,8 +162,8 @@ func (q *asyncQueue) run(j asyncJob) {
 		}
 		j.token = token
 	}
-	err := q.h.call(j.ctx, j.msg, j.ev)
-	q.h.settle(j.ctx, j.msg, j.token, err)
+	// runCallback settles the claim, when the callback returns.
+	err := q.h.runCallback(j.ctx, j.msg, j.ev, j.token)
 	if _, ack := acknowledged(err, j.msg); err != nil && !ack {
 		q.h.opts.report(j.ctx, 0, err)
 	}

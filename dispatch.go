@@ -392,9 +392,9 @@ func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
 	if err != nil {
 		return err
 	}
-	err = h.call(ctx, msg, ev)
-	h.settle(ctx, msg, token, err)
-	return err
+	// runCallback settles the claim when the callback returns, which may
+	// be after this delivery is answered (see callbackrun.go).
+	return h.runCallback(ctx, msg, ev, token)
 }
 
 // claim asks the idempotency store, if any, whether msg may be processed
@@ -446,11 +446,10 @@ func (h *Handler) settle(ctx context.Context, msg *Message, token string, err er
 	}
 }
 
-// call runs the callback for ev under the callback deadline, turning a
-// returned error, a panic or an overrun into a *CallbackError.
-func (h *Handler) call(parent context.Context, msg *Message, ev Event) (err error) {
-	ctx, cancel := context.WithTimeout(parent, h.opts.callbackTimeout)
-	defer cancel()
+// call runs the callback for ev with ctx, which carries the callback
+// deadline, turning a returned error, a panic or an overrun into a
+// *CallbackError.
+func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) {
 	defer func() {
 		// Every panic is recovered, http.ErrAbortHandler too: a callback is
 		// not a net/http handler, its panic must not skip settling the
