@@ -652,6 +652,7 @@ func TestAsyncOptions(t *testing.T) {
 		{"no queue", []nectarhooks.Option{nectarhooks.WithAsync(1, 0)}, "WithAsync(1, 0)"},
 		{"negative", []nectarhooks.Option{nectarhooks.WithAsync(-1, -5)}, "WithAsync(-1, -5)"},
 		{"nil queue", []nectarhooks.Option{nectarhooks.WithQueue(nil)}, "WithQueue(nil)"},
+		{"nil idempotency store", []nectarhooks.Option{nectarhooks.WithIdempotency(nil)}, "WithIdempotency(nil)"},
 		{"async and queue", []nectarhooks.Option{nectarhooks.WithAsync(1, 1), nectarhooks.WithQueue(&asQueue{})}, "cannot be combined"},
 		{"queue and async", []nectarhooks.Option{nectarhooks.WithQueue(&asQueue{}), nectarhooks.WithAsync(1, 1)}, "cannot be combined"},
 		{"async", []nectarhooks.Option{nectarhooks.WithAsync(1, 1)}, ""},

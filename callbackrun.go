@@ -93,9 +93,10 @@ func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, to
 	// The callback's context has a timer of its own, but waiting on its
 	// Done would make the context allocate a channel the callback mostly
 	// never asks for: a pooled timer is cheaper. It fires returnGrace
-	// after the deadline, which may be an earlier one of the parent's.
+	// after the deadline, which may be an earlier one of the parent's,
+	// even one already past.
 	deadline, _ := ctx.Deadline()
-	c.timer.Reset(time.Until(deadline) + returnGrace)
+	c.timer.Reset(max(0, time.Until(deadline)) + returnGrace)
 	select {
 	case <-c.done:
 	case <-c.timer.C:

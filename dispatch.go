@@ -24,7 +24,8 @@ var (
 	// ErrReadBody: the body could not be read, as when the client went away (400).
 	ErrReadBody = errors.New("nectarhooks: reading the request body")
 	// ErrCallbackTimeout: a callback returned an error after its deadline
-	// (WithCallbackTimeout) had passed (503).
+	// (WithCallbackTimeout) had passed, or had not returned shortly after
+	// it (503).
 	ErrCallbackTimeout = errors.New("nectarhooks: callback deadline exceeded")
 )
 
@@ -156,16 +157,19 @@ func (c *msgContext) String() string {
 // ServeHTTP answers, in this order:
 //
 //	not a POST                          405, with Allow: POST
-//	body over WithMaxBodyBytes          413 (checked before reading, and while reading)
+//	body over WithMaxBodyBytes          413 (checked before reading, and while reading); the connection is closed
+//	body shorter than Content-Length    400 (a middleware may have read it first)
 //	verification fails                  401; nothing is decoded or called
 //	body is not a valid payload         400 (see Parse)
 //	same message still being processed  409, with WithIdempotency
-//	no callback for the event type      200: acknowledged, since a retry cannot help
+//	message processed already           200, with WithIdempotency; the callback is not run again
+//	no callback for the event type      200: acknowledged, since a retry cannot help (not queued, with WithAsync)
 //	callback returns an error           500, so that Svix retries
-//	callback panics                     500; the panic is recovered, its stack kept in a *PanicError
-//	callback overruns its deadline      503; its context is cancelled at the deadline
+//	callback panics or calls Goexit     500; a panic is recovered, its stack kept in a *PanicError
+//	callback overruns its deadline      503; its context is cancelled at the deadline (see WithCallbackTimeout)
 //	queue full, with WithAsync          503
-//	otherwise                           200 (202 with WithAsync)
+//	queue fails, with WithQueue         503
+//	otherwise                           200 (202 with WithAsync or WithQueue)
 //
 // The body of an answer is a short plain-text reason, never secret
 // material. Every answer other than 2xx reaches the error handler
@@ -289,6 +293,12 @@ func (h *Handler) queued() bool { return h.async != nil || h.opts.queue != nil }
 // Queue of WithQueue.
 func (h *Handler) enqueue(ctx context.Context, msg *Message, ev Event) error {
 	if h.async != nil {
+		if !h.hasCallback(ev) {
+			// Acknowledged at once, as without WithAsync: queued, it would
+			// take a slot only to find no callback.
+			h.logUnhandled(ctx, msg)
+			return errUnhandled
+		}
 		return h.async.enqueue(ctx, msg, ev)
 	}
 	if err := h.opts.queue.Enqueue(ctx, *msg); err != nil {
@@ -313,6 +323,9 @@ var (
 func acknowledged(err error, msg *Message) (string, bool) {
 	switch err {
 	case errUnhandled:
+		if msg.EventType == "" {
+			return "acknowledged: unknown event type\n", true
+		}
 		return "acknowledged: no callback for " + string(msg.EventType) + "\n", true
 	case errDuplicate:
 		return "acknowledged: message already processed\n", true
@@ -493,6 +506,27 @@ func (h *Handler) callTyped(ctx context.Context, msg *Message, ev Event) (bool, 
 	return false, nil
 }
 
+// hasCallback reports whether a callback is registered that would take
+// ev: its typed one, or OnUnhandled's.
+func (h *Handler) hasCallback(ev Event) bool {
+	if h.onUnhandled.Load() != nil {
+		return true
+	}
+	switch ev.(type) {
+	case *ConnectionCreated:
+		return h.onConnectionCreated.Load() != nil
+	case *ConnectionUpdated:
+		return h.onConnectionUpdated.Load() != nil
+	case *ConnectionValidated:
+		return h.onConnectionValidated.Load() != nil
+	case *DocumentCreated:
+		return h.onDocumentCreated.Load() != nil
+	case *DocumentUpdated:
+		return h.onDocumentUpdated.Load() != nil
+	}
+	return false
+}
+
 func callback[A any](ctx context.Context, p *atomic.Pointer[func(context.Context, A) error], e A) (bool, error) {
 	fn := p.Load()
 	if fn == nil {
@@ -662,28 +696,44 @@ func (o *options) fail(w http.ResponseWriter, r *http.Request, err error) {
 // the log: a refusal (4xx) at warning level, a failure of the service's own
 // (5xx, or status 0 for a callback that failed after the answer) at error
 // level, with the Message's id and event type when ctx has them and the
-// stack of a panic.
+// stack of a panic. Refusals of requests that were not verified are
+// warned of at most once per RefusalLogInterval, and logged at debug level
+// in between (see WithLogger).
 func (o *options) report(ctx context.Context, status int, err error) {
 	if o.onError != nil {
 		o.onError(ctx, status, err)
 		return
 	}
-	level, what := slog.LevelWarn, "nectarhooks: delivery refused"
+	m, verified := ctx.Value(messageKey{}).(*Message)
+	level, what, suppressed := slog.LevelWarn, "nectarhooks: delivery refused", int64(0)
 	switch {
 	case status == 0:
 		level, what = slog.LevelError, "nectarhooks: callback failed after the delivery was acknowledged"
 	case status >= 500:
 		level, what = slog.LevelError, "nectarhooks: delivery failed"
+	case !verified:
+		var warn bool
+		if warn, suppressed = o.refusals.admit(o.clock()); !warn {
+			level = slog.LevelDebug
+		}
+	}
+	logger := o.log()
+	if !logger.Enabled(ctx, level) {
+		return
 	}
 	attrs := []slog.Attr{slog.Int("status", status), slog.Any("error", err)}
-	if m, ok := ctx.Value(messageKey{}).(*Message); ok {
+	if suppressed > 0 {
+		// Refusals since the previous warning, logged at debug level only.
+		attrs = append(attrs, slog.Int64("suppressed", suppressed))
+	}
+	if verified {
 		attrs = append(attrs, slog.String("message_id", m.ID), slog.String("event_type", string(m.EventType)))
 	}
 	var p *PanicError
 	if errors.As(err, &p) {
 		attrs = append(attrs, slog.String("stack", string(p.Stack)))
 	}
-	o.log().LogAttrs(ctx, level, what, attrs...)
+	logger.LogAttrs(ctx, level, what, attrs...)
 }
 
 // refuseRestOfBody makes the answer to a body over the limit the last on

@@ -107,10 +107,13 @@ type IdempotencyStore interface {
 // first (IdempotencyStore.Forget). A delivery's claim on its message is a
 // lease of WithCallbackTimeout plus LeaseGrace: a callback that hangs past
 // it, or a replica that dies, leaves the message to the next delivery once
-// the lease ends (see IdempotencyStore). Default: none, every delivery runs
-// its callback.
+// the lease ends (see IdempotencyStore). store must not be nil. Default:
+// none, every delivery runs its callback.
 func WithIdempotency(store IdempotencyStore) Option {
 	return func(o *options) error {
+		if store == nil {
+			return fmt.Errorf("%w: WithIdempotency(nil)", errInvalidOption)
+		}
 		o.idempotency = store
 		return nil
 	}

@@ -60,6 +60,7 @@ type options struct {
 	idempotency     IdempotencyStore
 	async           *asyncConfig
 	queue           Queue
+	refusals        refusalLog // bounds the warnings of unverified refusals
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -108,7 +109,8 @@ func WithTolerance(d time.Duration) Option {
 	}
 }
 
-// WithClock sets the clock timestamps are checked against, for tests.
+// WithClock sets the clock timestamps are checked against, and that
+// spaces the warnings of refused requests (see WithLogger), for tests.
 // Default: time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) error {
@@ -136,10 +138,24 @@ func WithMaxBodyBytes(n int64) Option {
 // WithLogger sets where the Handler and Verifier.Middleware log. Without
 // an error handler (WithErrorHandler) they log each delivery they refuse
 // (warning for 4xx) or fail (error for 5xx, with the stack of a panic);
-// with one, those go to the error handler alone. They also log messages
-// acknowledged without a callback (debug, or info for event types this
-// version does not know) and idempotency store failures (error). A nil
-// logger logs nothing. Default: slog.Default() at the time of each record.
+// with one, those go to the error handler alone, every one of them.
+//
+// Requests refused before they were verified (401, and 400, 405 or 413
+// for requests not read far enough to verify) can come from anyone who
+// reaches the endpoint, so their log volume is bounded: at most one
+// warning per RefusalLogInterval (10 seconds, by the WithClock clock), the
+// others logged at debug level; the next warning's "suppressed" attribute
+// counts the refusals logged at debug level since the one before. A wrong
+// secret, which refuses every real delivery, still shows as a warning
+// every 10 seconds. Refusals of verified deliveries (a payload that does
+// not decode, 409) come from Svix alone and are each warned of.
+//
+// They also log messages acknowledged without a callback (debug, or info
+// for event types this version does not know), idempotency store failures
+// (error), callbacks that return after their delivery was answered 503
+// (warning), and panics recovered from an error handler, store or logger
+// off the request's goroutine (error). A nil logger logs nothing. Default:
+// slog.Default() at the time of each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
@@ -152,9 +168,15 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithCallbackTimeout sets how long a Handler's callback may run before
 // its context is cancelled; a callback that then returns an error gets a
-// 503, and Svix retries. Callbacks must watch their context: the answer
-// waits for the callback to return. It must be positive. Default:
-// DefaultCallbackTimeout (10 seconds, inside Svix's 15).
+// 503, and Svix retries. Callbacks should watch their context. One that
+// has not returned half a second after the deadline is not waited for:
+// the delivery is answered 503 (an async worker moves on to the next
+// message) and the callback is left running on its goroutine; when it
+// returns, its idempotency claim is settled as usual, and its error, if
+// other than the deadline's, reaches the error handler with status 0.
+// Until then the claim's lease (d + LeaseGrace) refuses redeliveries with
+// 409; after it, a redelivery runs beside the hung callback. It must be
+// positive. Default: DefaultCallbackTimeout (10 seconds, inside Svix's 15).
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -172,8 +194,12 @@ func WithCallbackTimeout(d time.Duration) Option {
 // had already been sent. err tells the cause apart with errors.Is and
 // errors.As (see StatusCode; a *PanicError carries the panic's stack), and
 // ctx holds the Message when the delivery was verified. fn runs on the
-// request's goroutine, so it should be quick. Default: none; failures are
-// logged (WithLogger).
+// request's goroutine for the deliveries it answers, and for failures after
+// the answer (status 0) on an async worker's goroutine or that of a
+// callback that overran its deadline; it may run concurrently, and should
+// be quick. A panic of fn on a request's goroutine is net/http's to
+// recover; elsewhere it is recovered and logged, so that it cannot end
+// the process. Default: none; failures are logged (WithLogger).
 func WithErrorHandler(fn func(ctx context.Context, status int, err error)) Option {
 	return func(o *options) error {
 		o.onError = fn

@@ -1,0 +1,35 @@
+package nectarhooks
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// RefusalLogInterval is the least time between two warnings a Handler or
+// Verifier.Middleware logs for refusing requests it could not verify (see
+// WithLogger). Such requests come from anyone who can reach the endpoint,
+// so without a bound whoever sends them would decide how much the service
+// logs.
+const RefusalLogInterval = 10 * time.Second
+
+// refusalLog decides which refusals of unverified requests are logged as
+// warnings: the first after RefusalLogInterval of quiet, by the options'
+// clock. The others are logged at debug level and counted, and the next
+// warning says how many there were.
+type refusalLog struct {
+	next       atomic.Int64 // Unix nanoseconds before which refusals are not warned of
+	suppressed atomic.Int64 // refusals logged at debug level since the last warning
+}
+
+// admit reports whether a refusal at now is to be warned of and, if so,
+// how many refusals were logged at debug level only since the previous
+// warning.
+func (l *refusalLog) admit(now time.Time) (warn bool, suppressed int64) {
+	t := now.UnixNano()
+	next := l.next.Load()
+	if t < next || !l.next.CompareAndSwap(next, t+int64(RefusalLogInterval)) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
+}
