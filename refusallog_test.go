@@ -66,7 +66,9 @@ func TestRefusalLogIsBounded(t *testing.T) {
 		r.Header.Set("Svix-Signature", "v1,"+strings.Repeat("A", 43)+"=")
 		return r
 	}
-	undecodable := func() *http.Request { return signer.Request("/hook", []byte(`{"eventType":"connection.updated.v2","id":7}`)) }
+	undecodable := func() *http.Request {
+		return signer.Request("/hook", []byte(`{"eventType":"connection.updated.v2","id":7}`))
+	}
 	get := func() *http.Request { return httptest.NewRequest(http.MethodGet, "/hook", nil) }
 
 	for _, side := range []string{"Handler", "Verifier.Middleware"} {
