@@ -207,8 +207,9 @@ func (q *asyncQueue) shutdown(ctx context.Context) error {
 // Shutdown stops a Handler made WithAsync from taking deliveries (later ones
 // are answered 503, and Svix retries them) and waits until the queued ones
 // have been processed or ctx ends, whichever is first. Call it after
-// http.Server.Shutdown has returned. For other Handlers it returns nil at
-// once.
+// http.Server.Shutdown has returned. Callbacks left running past their
+// deadline (see WithCallbackTimeout) are not waited for. For other
+// Handlers it returns nil at once.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	if h.async == nil {
 		return nil
