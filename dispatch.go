@@ -30,9 +30,11 @@ var (
 )
 
 // CallbackError is the error of a callback that returned an error,
-// panicked or overran its deadline. Err is the callback's error, a
-// *PanicError, or an error matching both ErrCallbackTimeout and the
-// callback's own error.
+// panicked, called runtime.Goexit or overran its deadline. Err is the
+// callback's error, a *PanicError, an error saying it called
+// runtime.Goexit, or, for an overrun, an error matching ErrCallbackTimeout
+// and the callback's own error (or context.DeadlineExceeded when the
+// callback had not returned; see WithCallbackTimeout).
 type CallbackError struct {
 	EventType EventType // the event type the callback was chosen by
 	MessageID string    // the message's svix-id
