@@ -175,8 +175,9 @@ func (c *msgContext) String() string {
 //
 // The body of an answer is a short plain-text reason, never secret
 // material. Every answer other than 2xx reaches the error handler
-// (WithErrorHandler), or else the log, with an error that StatusCode maps
-// to its status.
+// (WithErrorHandler), or else the log (where refusals of requests that were
+// not verified are bounded; see WithLogger), with an error that StatusCode
+// maps to its status.
 type Handler struct {
 	verifier *Verifier
 	opts     *options
