@@ -158,6 +158,7 @@ func TestFailureAfterAcknowledgement(t *testing.T) {
 	}{
 		{name: "failure is logged for replay", event: nectarhooks.EventDocumentUpdated, err: errors.New("nectar API down"), wantLog: true, wantCalls: 1},
 		{name: "success is not", event: nectarhooks.EventDocumentCreated, wantCalls: 1},
+		// Acknowledged with 200 at once, not queued: they take no queue slot.
 		{name: "events without a callback are acknowledged and dropped", event: nectarhooks.EventConnectionCreated},
 	}
 	for _, tt := range tests {
@@ -174,7 +175,11 @@ func TestFailureAfterAcknowledgement(t *testing.T) {
 
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, signer.RequestFor("/webhooks/nectar", "msg_x", time.Now(), nectarhookstest.Sample(tt.event)))
-			assert.Equal(t, http.StatusAccepted, rec.Code)
+			if tt.wantCalls > 0 {
+				assert.Equal(t, http.StatusAccepted, rec.Code)
+			} else {
+				assert.Equal(t, http.StatusOK, rec.Code)
+			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
