@@ -17,7 +17,8 @@ import (
 
 // asLeaseStore is a MemoryStore that counts acquired claims and Releases
 // by id, and the Claims asked after a first Release, and can be made to
-// fail its Releases, as an unreachable store would.
+// fail its Releases, as an unreachable store would. Its Complete of
+// holdID waits for hold to close, as a slow store would.
 type asLeaseStore struct {
 	*nectarhooks.MemoryStore
 	mu           sync.Mutex
@@ -25,11 +26,20 @@ type asLeaseStore struct {
 	releases     map[string]int
 	afterRelease map[string]int
 	failRelease  bool
+	holdID       string
+	hold         chan struct{}
 }
 
 func newAsLeaseStore() *asLeaseStore {
 	return &asLeaseStore{MemoryStore: nectarhooks.NewMemoryStore(0, 0),
 		acquired: map[string]int{}, releases: map[string]int{}, afterRelease: map[string]int{}}
+}
+
+func (s *asLeaseStore) Complete(ctx context.Context, id, token string) error {
+	if id == s.holdID {
+		<-s.hold
+	}
+	return s.MemoryStore.Complete(ctx, id, token)
 }
 
 func (s *asLeaseStore) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
@@ -96,12 +106,13 @@ func TestAsyncLease(t *testing.T) {
 			const waiting = "msg_waiting"
 			store := newAsLeaseStore()
 			gate := make(chan struct{})
-			r := newAsRig(t, func(_ context.Context, id string, _ int) error {
-				if id == "msg_blocker" {
-					<-gate // ignores its context: holds the only worker
-				}
-				return nil
-			}, nectarhooks.WithAsync(1, 4), nectarhooks.WithIdempotency(store), nectarhooks.WithCallbackTimeout(tt.timeout))
+			// msg_blocker holds the only worker: its callback returns at
+			// once, and the store's Complete of it waits for gate (a
+			// callback cannot hold a worker past its deadline: it is left
+			// running, and the worker moves on).
+			store.holdID, store.hold = "msg_blocker", gate
+			r := newAsRig(t, func(context.Context, string, int) error { return nil },
+				nectarhooks.WithAsync(1, 4), nectarhooks.WithIdempotency(store), nectarhooks.WithCallbackTimeout(tt.timeout))
 			replicaGate := make(chan struct{})
 			replica := newAsRig(t, func(context.Context, string, int) error {
 				if tt.replicaHolds {
