@@ -688,7 +688,8 @@ func readUnannounced(body io.Reader, max int64) ([]byte, error) {
 // fail answers a refused delivery and reports it.
 func (o *options) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := StatusCode(err)
-	if status == http.StatusRequestEntityTooLarge {
+	if status == http.StatusRequestEntityTooLarge && !r.ProtoAtLeast(2, 0) {
+		// HTTP/2 ends the one stream, not the connection its others share.
 		refuseRestOfBody(w)
 	}
 	answer(w, status, reason(status, err)+"\n")
@@ -740,7 +741,8 @@ func (o *options) report(ctx context.Context, status int, err error) {
 }
 
 // refuseRestOfBody makes the answer to a body over the limit the last on
-// its connection, and keeps net/http from reading the rest of the body. By
+// its HTTP/1 connection, and keeps net/http from reading the rest of the
+// body. By
 // default net/http reads up to 256 KiB of an unread body before it sends
 // the answer, to keep the connection for another request: a sender that
 // trickles an endless chunked body would get no answer at all.
