@@ -3,6 +3,7 @@ package nectarhooks
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -677,7 +678,12 @@ func (d *decoder) time(t *Time, parent, name string) {
 		if d.err != nil {
 			return
 		}
-		parsed, err := parseTime(d.data[start+1 : d.pos-1])
+		text := d.data[start+1 : d.pos-1]
+		if len(text) == 0 {
+			t.Time = time.Time{} // as Time.UnmarshalJSON reads ""
+			return
+		}
+		parsed, err := parseTime(text)
 		if err != nil {
 			d.pos = start
 			d.addTypeError(parent, name, err)

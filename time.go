@@ -16,6 +16,13 @@ const TimeLayout = "2006-01-02T15:04:05.000000"
 // [TimeLayout] in UTC, so a documented timestamp round-trips byte for byte.
 // A JSON null or an absent field leaves the zero Time, which is written back
 // as null.
+//
+// As text (MarshalText, AppendText, UnmarshalText), which is also its form
+// as a JSON object key in a map[Time]V, a Time is the same characters
+// without the quotes, and the zero Time is the empty string. Reading accepts
+// the empty string, as JSON or as text, as the zero Time, so that a map key
+// written by one Go release reads back the same with any other (Go 1.26's
+// encoding/json reads keys with UnmarshalJSON, Go 1.27's with UnmarshalText).
 type Time struct{ time.Time }
 
 // errTimeFormat is the cause of a timestamp that is neither Nectar's layout
@@ -35,7 +42,8 @@ func (t Time) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads a JSON string in Nectar's layout or RFC 3339. Like the
-// encoding/json convention, null leaves t unchanged.
+// encoding/json convention, null leaves t unchanged; the empty string sets
+// the zero Time, as UnmarshalText does.
 func (t *Time) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
@@ -45,21 +53,30 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	}
 	// Timestamps contain no characters JSON must escape; one that does is
 	// not a timestamp either, and parseTime rejects the backslash.
-	parsed, err := parseTime(b[1 : len(b)-1])
-	if err != nil {
-		return err
-	}
-	t.Time = parsed
-	return nil
+	return t.UnmarshalText(b[1 : len(b)-1])
 }
 
 // MarshalText writes t in TimeLayout, converted to UTC, or nothing for the
-// zero Time. It overrides the RFC 3339 form time.Time would write.
+// zero Time. It overrides the RFC 3339 form time.Time would write. This is
+// what a Time looks like as a JSON object key (a map[Time]V), and wherever
+// else a text form is asked for: the same characters as MarshalJSON, without
+// the quotes.
 func (t Time) MarshalText() ([]byte, error) {
+	return t.AppendText(make([]byte, 0, len(TimeLayout)))
+}
+
+// AppendText appends what MarshalText writes to b. Time must declare it:
+// otherwise time.Time's AppendText, which writes RFC 3339, is promoted, and
+// encoders that prefer encoding.TextAppender over encoding.TextMarshaler
+// (encoding/json from Go 1.27 on, for map keys) would write the other form.
+func (t Time) AppendText(b []byte) ([]byte, error) {
 	if t.IsZero() {
-		return []byte{}, nil
+		if b == nil {
+			b = []byte{} // MarshalText's promise: empty, not nil
+		}
+		return b, nil
 	}
-	return t.UTC().AppendFormat(make([]byte, 0, len(TimeLayout)), TimeLayout), nil
+	return t.UTC().AppendFormat(b, TimeLayout), nil
 }
 
 // UnmarshalText reads Nectar's layout or RFC 3339; empty text leaves the

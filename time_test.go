@@ -1,7 +1,9 @@
 package nectarhooks
 
 import (
+	"encoding"
 	"encoding/json"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -150,7 +152,6 @@ func TestTimeNullAndAbsent(t *testing.T) {
 
 func TestTimeUnmarshalJSONInvalid(t *testing.T) {
 	for _, in := range []string{
-		`""`,
 		`"yesterday"`,
 		`"2024-09-06"`,
 		`"2024-13-01T00:00:00.000000"`,
@@ -181,10 +182,6 @@ func TestTimeUnmarshalJSONInvalid(t *testing.T) {
 			assert.Equal(t, ts(2000, 1, 1, 0, 0, 0, 0), tm, "a failed unmarshal leaves the value")
 
 			err = tm.UnmarshalText([]byte(in[1 : len(in)-1]))
-			if in == `""` {
-				assert.NoError(t, err, "empty text is the zero Time")
-				return
-			}
 			assert.ErrorIs(t, err, errTimeFormat)
 		})
 	}
@@ -229,6 +226,164 @@ func TestTimeText(t *testing.T) {
 	var back map[Time]int
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, m, back)
+}
+
+// TestTimeTextForms holds every way of asking a Time for its text to the
+// one form MarshalText defines, TimeLayout in UTC. Time embeds time.Time, so
+// a text method it does not declare itself is promoted and writes RFC 3339:
+// that is how Go 1.27's encoding/json, which prefers AppendText to
+// MarshalText, came to write map keys differently from Go 1.26.
+func TestTimeTextForms(t *testing.T) {
+	zone := time.FixedZone("UTC+2", 2*60*60)
+	tm := Time{time.Date(2024, 9, 6, 2, 15, 43, 73014123, zone)}
+	const want = "2024-09-06T00:15:43.073014"
+
+	tests := []struct {
+		name string
+		text func(Time) (string, error)
+	}{
+		{"MarshalText", func(tm Time) (string, error) {
+			b, err := tm.MarshalText()
+			return string(b), err
+		}},
+		{"AppendText to nil", func(tm Time) (string, error) {
+			b, err := tm.AppendText(nil)
+			return string(b), err
+		}},
+		{"AppendText to a prefix", func(tm Time) (string, error) {
+			b, err := tm.AppendText([]byte("at "))
+			return strings.TrimPrefix(string(b), "at "), err
+		}},
+		{"encoding.TextMarshaler", func(tm Time) (string, error) {
+			b, err := encoding.TextMarshaler(tm).MarshalText()
+			return string(b), err
+		}},
+		{"encoding.TextAppender", func(tm Time) (string, error) {
+			b, err := encoding.TextAppender(tm).AppendText(nil)
+			return string(b), err
+		}},
+		{"MarshalJSON without quotes", func(tm Time) (string, error) {
+			b, err := tm.MarshalJSON()
+			return strings.Trim(string(b), `"`), err
+		}},
+		{"json map key", func(tm Time) (string, error) {
+			b, err := json.Marshal(map[Time]int{tm: 1})
+			return strings.TrimSuffix(strings.TrimPrefix(string(b), `{"`), `":1}`), err
+		}},
+		{"json map key in a struct field", func(tm Time) (string, error) {
+			b, err := json.Marshal(struct {
+				M map[Time]bool `json:"m"`
+			}{map[Time]bool{tm: true}})
+			return strings.TrimSuffix(strings.TrimPrefix(string(b), `{"m":{"`), `":true}}`), err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.text(tm)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+
+			zero, err := tt.text(Time{})
+			require.NoError(t, err)
+			if tt.name == "MarshalJSON without quotes" {
+				assert.Equal(t, "null", zero)
+			} else {
+				assert.Empty(t, zero, "the zero Time's text is empty")
+			}
+		})
+	}
+
+	t.Run("zero AppendText keeps the prefix", func(t *testing.T) {
+		b, err := Time{}.AppendText([]byte("x"))
+		require.NoError(t, err)
+		assert.Equal(t, "x", string(b))
+	})
+
+	t.Run("map keys read back", func(t *testing.T) {
+		m := map[Time]int{tm: 1, {}: 2}
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		var back map[Time]int
+		require.NoError(t, json.Unmarshal(b, &back))
+		require.Len(t, back, 2)
+		assert.Equal(t, 1, back[Time{tm.UTC().Truncate(time.Microsecond)}])
+		assert.Equal(t, 2, back[Time{}])
+	})
+}
+
+func TestTimeEmptyStringIsZero(t *testing.T) {
+	preset := ts(2024, 9, 6, 0, 15, 43, 73014)
+	tests := []struct {
+		name  string
+		read  func(*Time) error
+		wantZ bool
+	}{
+		{"UnmarshalJSON \"\"", func(tm *Time) error { return tm.UnmarshalJSON([]byte(`""`)) }, true},
+		{"UnmarshalText empty", func(tm *Time) error { return tm.UnmarshalText([]byte{}) }, true},
+		{"UnmarshalText nil", func(tm *Time) error { return tm.UnmarshalText(nil) }, true},
+		{"UnmarshalJSON null leaves the value", func(tm *Time) error { return tm.UnmarshalJSON([]byte(`null`)) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := preset
+			require.NoError(t, tt.read(&tm))
+			if tt.wantZ {
+				assert.True(t, tm.IsZero())
+			} else {
+				assert.Equal(t, preset, tm)
+			}
+		})
+	}
+	t.Run("Parse agrees", func(t *testing.T) {
+		ev, err := Parse([]byte(`{"eventType":"document.created.v2","created":"2024-09-06T00:15:43.073014","created":"","updated":""}`))
+		require.NoError(t, err)
+		doc := ev.(*DocumentCreated)
+		assert.True(t, doc.Created.IsZero(), "a later empty string clears the timestamp, as UnmarshalJSON does")
+		assert.True(t, doc.Updated.IsZero())
+	})
+}
+
+// TestTimeDeclaresTextMethods guards against the next promoted method: every
+// method of time.Time that writes or reads a text or JSON form must be
+// declared by Time itself, so that its output is Nectar's layout. A method
+// Go adds to time.Time in a later release (as AppendText was in 1.24) fails
+// here until Time declares it too.
+func TestTimeDeclaresTextMethods(t *testing.T) {
+	declared := map[string]bool{
+		"MarshalText": true, "AppendText": true, "UnmarshalText": true,
+		"MarshalJSON": true, "UnmarshalJSON": true,
+	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[time.Time](), reflect.TypeFor[*time.Time]()} {
+		for i := range typ.NumMethod() {
+			m := typ.Method(i)
+			if !strings.Contains(m.Name, "Text") && !strings.Contains(m.Name, "JSON") {
+				continue
+			}
+			t.Run(typ.String()+"."+m.Name, func(t *testing.T) {
+				assert.True(t, declared[m.Name], "time.Time.%s would be promoted to Time: declare it in time.go", m.Name)
+			})
+		}
+	}
+	// The declared list is checked against the real thing: a method that
+	// time.Time promoted would report time.Time's form.
+	tm := Time{time.Date(2024, 9, 6, 2, 15, 43, 73014000, time.FixedZone("", 7200))}
+	for name := range declared {
+		m := reflect.ValueOf(&tm).MethodByName(name)
+		require.True(t, m.IsValid(), name)
+		if !strings.HasPrefix(name, "Marshal") && !strings.HasPrefix(name, "Append") {
+			continue
+		}
+		t.Run("output of "+name, func(t *testing.T) {
+			var in []reflect.Value
+			if strings.HasPrefix(name, "Append") {
+				in = []reflect.Value{reflect.ValueOf([]byte(nil))}
+			}
+			out := m.Call(in)
+			require.Nil(t, out[1].Interface())
+			assert.Contains(t, string(out[0].Bytes()), "2024-09-06T00:15:43.073014")
+			assert.NotContains(t, string(out[0].Bytes()), "Z")
+		})
+	}
 }
 
 func TestParseNectarLayout(t *testing.T) {
