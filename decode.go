@@ -39,6 +39,12 @@ type decoder struct {
 	// document has none.
 	mask     eventKind
 	typeErrs []typeError
+	// reported is the union of the masks in typeErrs: the kinds that
+	// already have their first type error. Only the first counts, so a
+	// field whose kinds are all in it need not build another error (or
+	// parse a timestamp): that bounds the work a payload full of bad values
+	// costs to what reading it costs, and typeErrs to one entry per kind.
+	reported eventKind
 
 	// strs is the unused rest of a block of strings that []string fields
 	// and *string fields are cut from: a payload's few small string slices
@@ -109,7 +115,15 @@ func (d *decoder) syntaxError(format string, args ...any) {
 	}
 }
 
+// counts reports whether a type error in the field being decoded could
+// still be the one Parse returns: whether one of its kinds has none yet.
+func (d *decoder) counts() bool { return d.mask&^d.reported != 0 }
+
 func (d *decoder) typeMismatch(parent, name, want string) {
+	if !d.counts() {
+		d.skipValue()
+		return
+	}
 	got := "invalid"
 	if d.pos < len(d.data) {
 		switch c := d.data[d.pos]; {
@@ -132,7 +146,11 @@ func (d *decoder) typeMismatch(parent, name, want string) {
 }
 
 func (d *decoder) addTypeError(parent, name string, err error) {
+	if !d.counts() {
+		return
+	}
 	d.typeErrs = append(d.typeErrs, typeError{mask: d.mask, err: &PayloadError{Field: join(parent, name), Offset: d.pos, Err: err}})
+	d.reported |= d.mask
 }
 
 // ws skips JSON white space and reports the next byte, or 0 at the end.
@@ -676,6 +694,11 @@ func (d *decoder) time(t *Time, parent, name string) {
 		start := d.pos
 		d.scanString()
 		if d.err != nil {
+			return
+		}
+		if !d.counts() {
+			// The value cannot matter: every kind this field belongs to
+			// already fails with an earlier error.
 			return
 		}
 		text := d.data[start+1 : d.pos-1]
