@@ -1,6 +1,6 @@
 // Command echo mounts a nectarhooks Handler on an echo server.
 //
-//	cd examples/frameworks && NECTAR_WEBHOOK_SECRET=whsec_... go run ./echo
+//	cd examples/frameworks && NECTAR_WEBHOOK_SECRET=whsec_... go run ./echo -addr 127.0.0.1:8080
 //
 // echo.WrapHandler turns the Handler, an http.Handler, into an echo
 // handler. Two of echo's middlewares need care. CSRF protection refuses
@@ -12,6 +12,9 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -27,6 +30,10 @@ import (
 const webhookPath = "/webhooks/nectar"
 
 func main() {
+	addr, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		os.Exit(2) // the flag package has printed the error and the usage
+	}
 	h, err := nectarhooks.NewHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"))
 	if err != nil {
 		log.Fatal(err)
@@ -36,14 +43,35 @@ func main() {
 		return nil
 	})
 	srv := &http.Server{
-		Addr:              "127.0.0.1:8080",
+		Addr:              addr,
 		Handler:           newServer(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second,
 	}
 	// examples/server shows graceful shutdown; it works the same here.
+	log.Printf("listening on %s", addr)
 	log.Fatal(srv.ListenAndServe())
+}
+
+// parseFlags reads the command line: -addr, the address to listen on
+// (default 127.0.0.1:8080, reachable only from this machine; use :8080 to
+// listen on every interface), as the other examples do. Errors and the
+// usage go to stderr.
+func parseFlags(args []string, stderr io.Writer) (addr string, err error) {
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "`address` to listen on; use :8080 to listen on every interface")
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q: the only flag is -addr", fs.Arg(0))
+		fmt.Fprintln(fs.Output(), err)
+		fs.Usage()
+		return "", err
+	}
+	return addr, nil
 }
 
 // newServer returns the service's echo instance with the webhook route on

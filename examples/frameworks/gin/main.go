@@ -1,6 +1,6 @@
 // Command gin mounts a nectarhooks Handler on a gin engine.
 //
-//	cd examples/frameworks && NECTAR_WEBHOOK_SECRET=whsec_... go run ./gin
+//	cd examples/frameworks && NECTAR_WEBHOOK_SECRET=whsec_... go run ./gin -addr 127.0.0.1:8080
 //
 // gin.WrapH turns the Handler, an http.Handler, into a gin handler. The
 // Handler must be the first to read the body, because the signature covers
@@ -12,6 +12,9 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -23,6 +26,10 @@ import (
 )
 
 func main() {
+	addr, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		os.Exit(2) // the flag package has printed the error and the usage
+	}
 	h, err := nectarhooks.NewHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"))
 	if err != nil {
 		log.Fatal(err)
@@ -32,14 +39,35 @@ func main() {
 		return nil
 	})
 	srv := &http.Server{
-		Addr:              "127.0.0.1:8080",
+		Addr:              addr,
 		Handler:           newRouter(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second,
 	}
 	// examples/server shows graceful shutdown; it works the same here.
+	log.Printf("listening on %s", addr)
 	log.Fatal(srv.ListenAndServe())
+}
+
+// parseFlags reads the command line: -addr, the address to listen on
+// (default 127.0.0.1:8080, reachable only from this machine; use :8080 to
+// listen on every interface), as the other examples do. Errors and the
+// usage go to stderr.
+func parseFlags(args []string, stderr io.Writer) (addr string, err error) {
+	fs := flag.NewFlagSet("gin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "`address` to listen on; use :8080 to listen on every interface")
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q: the only flag is -addr", fs.Arg(0))
+		fmt.Fprintln(fs.Output(), err)
+		fs.Usage()
+		return "", err
+	}
+	return addr, nil
 }
 
 // newRouter returns the service's engine with the webhook route on it.
