@@ -35,7 +35,7 @@ func main() {
 	}
 	srv := &http.Server{
 		Addr:              *addr,
-		Handler:           newMux(v, &inbox{}),
+		Handler:           newMux(v, &inbox{}, log.Default()),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second,
@@ -57,10 +57,12 @@ func main() {
 }
 
 // newMux is the service's existing router. Only the webhook route is
-// wrapped: the middleware refuses anything Svix did not sign.
-func newMux(v *nectarhooks.Verifier, in *inbox) *http.ServeMux {
+// wrapped: the middleware refuses anything Svix did not sign (and logs the
+// refusal through the Verifier's logger, slog.Default unless WithLogger
+// says otherwise); the route logs what it accepts on logger.
+func newMux(v *nectarhooks.Verifier, in *inbox, logger *log.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/nectar", v.Middleware(webhookRoute(in)))
+	mux.Handle("POST /webhooks/nectar", v.Middleware(webhookRoute(in, logger)))
 	return mux
 }
 
@@ -80,9 +82,10 @@ type received struct {
 }
 
 // webhookRoute is the service's own handler. It runs only for verified
-// requests, reads the body the middleware passed on, and finds the
-// verified Message in the request context.
-func webhookRoute(in *inbox) http.Handler {
+// requests, reads the body the middleware passed on, finds the verified
+// Message in the request context, and logs one line per delivery with the
+// message id, which the Svix portal's attempt log shows too.
+func webhookRoute(in *inbox, logger *log.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		msg, ok := nectarhooks.MessageFromContext(r.Context())
 		if !ok {
@@ -95,12 +98,14 @@ func webhookRoute(in *inbox) http.Handler {
 			// Svix counts any answer but 2xx as a failure and retries
 			// it, so a fixed decoder still gets the message later; the
 			// 400 tells whoever reads the portal's attempt log why.
+			logger.Printf("refused message %s (%s): malformed payload: %v", msg.ID, msg.EventType, err)
 			http.Error(w, "malformed payload", http.StatusBadRequest)
 			return
 		}
 		// connection.created.v2 samples carry no eventType; the
 		// middleware resolves it from the payload's shape.
 		in.add(received{MessageID: msg.ID, EventType: msg.EventType, ID: e.ID, Status: e.Status})
+		logger.Printf("accepted message %s: %s %s", msg.ID, msg.EventType, e.ID)
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

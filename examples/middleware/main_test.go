@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,31 +33,37 @@ func TestWebhookRoute(t *testing.T) {
 		request    func() *http.Request
 		wantStatus int
 		want       []received // what reaches the route; nil for nothing
+		wantLog    string     // the route's log line; "" for none
 	}{
 		{
 			name: "connection.created.v2, typed by its shape", request: signed(nectarhooks.EventConnectionCreated),
 			wantStatus: http.StatusNoContent,
 			want:       []received{{MessageID: "msg_connection.created.v2", EventType: nectarhooks.EventConnectionCreated, ID: connID, Status: "CONNECTED"}},
+			wantLog:    "accepted message msg_connection.created.v2: connection.created.v2 " + connID,
 		},
 		{
 			name: "connection.updated.v2", request: signed(nectarhooks.EventConnectionUpdated),
 			wantStatus: http.StatusNoContent,
 			want:       []received{{MessageID: "msg_connection.updated.v2", EventType: nectarhooks.EventConnectionUpdated, ID: connID, Status: "CONNECTED"}},
+			wantLog:    "accepted message msg_connection.updated.v2: connection.updated.v2 " + connID,
 		},
 		{
 			name: "connection.validated.v2", request: signed(nectarhooks.EventConnectionValidated),
 			wantStatus: http.StatusNoContent,
 			want:       []received{{MessageID: "msg_connection.validated.v2", EventType: nectarhooks.EventConnectionValidated, ID: connID, Status: "CONNECTED"}},
+			wantLog:    "accepted message msg_connection.validated.v2: connection.validated.v2 " + connID,
 		},
 		{
 			name: "document.created.v2", request: signed(nectarhooks.EventDocumentCreated),
 			wantStatus: http.StatusNoContent,
 			want:       []received{{MessageID: "msg_document.created.v2", EventType: nectarhooks.EventDocumentCreated, ID: docID}},
+			wantLog:    "accepted message msg_document.created.v2: document.created.v2 " + docID,
 		},
 		{
 			name: "document.updated.v2", request: signed(nectarhooks.EventDocumentUpdated),
 			wantStatus: http.StatusNoContent,
 			want:       []received{{MessageID: "msg_document.updated.v2", EventType: nectarhooks.EventDocumentUpdated, ID: docID}},
+			wantLog:    "accepted message msg_document.updated.v2: document.updated.v2 " + docID,
 		},
 		{
 			name: "signed but not JSON reaches the route, which refuses it",
@@ -63,6 +71,7 @@ func TestWebhookRoute(t *testing.T) {
 				return signer.Request("/webhooks/nectar", []byte("not json"))
 			},
 			wantStatus: http.StatusBadRequest,
+			wantLog:    "refused message msg_",
 		},
 		{
 			name: "tampered body never reaches the route",
@@ -101,10 +110,18 @@ func TestWebhookRoute(t *testing.T) {
 			v, err := nectarhooks.NewVerifier(secret)
 			require.NoError(t, err)
 			in := &inbox{}
+			var logs strings.Builder
 			rec := httptest.NewRecorder()
-			newMux(v, in).ServeHTTP(rec, tt.request())
+			newMux(v, in, log.New(&logs, "", 0)).ServeHTTP(rec, tt.request())
 			assert.Equal(t, tt.wantStatus, rec.Code, rec.Body.String())
 			assert.Equal(t, tt.want, in.all())
+			if tt.wantLog == "" {
+				assert.Empty(t, logs.String(), "the route logs nothing it did not see")
+				return
+			}
+			lines := strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n")
+			require.Len(t, lines, 1, "one line per delivery")
+			assert.Contains(t, lines[0], tt.wantLog)
 		})
 	}
 }
@@ -125,7 +142,7 @@ func TestRouteNeedsMiddleware(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := &inbox{}
 			rec := httptest.NewRecorder()
-			webhookRoute(in).ServeHTTP(rec, signer.Request("/", tt.payload))
+			webhookRoute(in, log.New(io.Discard, "", 0)).ServeHTTP(rec, signer.Request("/", tt.payload))
 			assert.Equal(t, http.StatusUnauthorized, rec.Code)
 			assert.Empty(t, in.all())
 		})
