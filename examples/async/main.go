@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -41,14 +42,17 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "`address` to listen on")
 	flag.Parse()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := newLogger(os.Stderr)
+	// Whatever logs through slog's default or the log package (a
+	// dependency, say) writes JSON lines too.
+	slog.SetDefault(logger)
 
-	h, err := newHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"), defaultWorkers, defaultQueueSize, logger, syncDocument)
+	h, err := newHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"), defaultWorkers, defaultQueueSize, logger, newDocumentSyncer(logger, 3*time.Second))
 	if err != nil {
 		logger.Error("configuring the webhook handler", slog.Any("error", err))
 		os.Exit(1)
 	}
-	srv := newServer(*addr, h)
+	srv := newServer(*addr, h, logger)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -68,13 +72,22 @@ func main() {
 	}
 }
 
-// newServer returns the HTTP server, with h on the webhook route.
-func newServer(addr string, h *nectarhooks.Handler) *http.Server {
+// newLogger returns the program's one logger: JSON lines on w. Everything
+// the program logs goes through it, so that every line parses the same way.
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// newServer returns the HTTP server, with h on the webhook route and the
+// server's own messages (a failed TLS handshake, a panic in a handler)
+// logged on logger.
+func newServer(addr string, h *nectarhooks.Handler, logger *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/nectar", h)
 	return &http.Server{
 		Addr:              addr,
 		Handler:           mux,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second,
@@ -124,15 +137,20 @@ func shutdown(srv *http.Server, h *nectarhooks.Handler, timeout time.Duration) e
 	return errors.Join(srv.Shutdown(ctx), h.Shutdown(ctx))
 }
 
-// syncDocument is the slow work: fetching the processed document from
-// Nectar's API and storing it, say. It must watch ctx, which the Handler
-// cancels at the callback deadline.
-func syncDocument(ctx context.Context, d *nectarhooks.Document) error {
-	select {
-	case <-time.After(3 * time.Second):
-		slog.InfoContext(ctx, "document synced", slog.String("document_id", d.ID))
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// newDocumentSyncer returns the slow work: fetching the processed document
+// from Nectar's API and storing it, say, which takes work here. It must
+// watch ctx, which the Handler cancels at the callback deadline.
+func newDocumentSyncer(logger *slog.Logger, work time.Duration) func(context.Context, *nectarhooks.Document) error {
+	return func(ctx context.Context, d *nectarhooks.Document) error {
+		timer := time.NewTimer(work)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			m, _ := nectarhooks.MessageFromContext(ctx)
+			logger.InfoContext(ctx, "document synced", slog.String("document_id", d.ID), slog.String("message_id", m.ID))
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }

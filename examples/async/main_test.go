@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -72,7 +74,7 @@ func TestQueueAndDrain(t *testing.T) {
 	h, err := newHandler(secret, 1, 2, slog.New(slog.DiscardHandler), w.process)
 	require.NoError(t, err)
 
-	srv := newServer("", h)
+	srv := newServer("", h, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
@@ -194,6 +196,40 @@ func TestFailureAfterAcknowledgement(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogsAreJSON checks that what the program logs, from the work on the
+// Handler's workers to the HTTP server's own messages, is one JSON object
+// per line, through the logger main makes.
+func TestLogsAreJSON(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	logger := newLogger(logs)
+	h, err := newHandler(secret, 1, 4, logger, newDocumentSyncer(logger, 0))
+	require.NoError(t, err)
+	srv := newServer("127.0.0.1:0", h, logger)
+
+	rec := httptest.NewRecorder()
+	srv.Handler.ServeHTTP(rec, signer.RequestFor("/webhooks/nectar", "msg_synced", time.Now(), nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+	require.Equal(t, http.StatusAccepted, rec.Code)
+	srv.ErrorLog.Print("http: TLS handshake error from 127.0.0.1:1234: EOF")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, h.Shutdown(ctx))
+
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "not a JSON line: %s", line)
+		msgs = append(msgs, fmt.Sprint(rec["msg"]))
+		if rec["msg"] == "document synced" {
+			assert.Equal(t, "msg_synced", rec["message_id"])
+		}
+	}
+	assert.Contains(t, msgs, "document synced")
+	assert.Contains(t, msgs, "http: TLS handshake error from 127.0.0.1:1234: EOF")
 }
 
 // logBuffer collects log output written by the Handler's workers.
