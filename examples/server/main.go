@@ -54,26 +54,39 @@ func main() {
 	defer stop()
 
 	if err := run(ctx, logger, *addr, *path, os.Getenv(secretEnv)); err != nil {
-		logger.Error("server stopped", slog.Any("error", err))
-		os.Exit(1)
+		os.Exit(1) // run has logged why
 	}
 }
 
-// run builds the receiver and serves it on addr until ctx is cancelled.
+// run builds the receiver and serves it on addr until ctx is cancelled. It
+// logs how it ended, and returns the error it logged, if any: "not
+// started" for a configuration that cannot work (no secret, a bad one, an
+// address it cannot listen on), "server stopped" when serving failed, and
+// "shut down" or "shutdown incomplete" after a signal.
 func run(ctx context.Context, logger *slog.Logger, addr, path, secretList string) error {
-	secrets, err := parseSecrets(secretList)
+	h, ln, err := start(logger, addr, path, secretList)
 	if err != nil {
-		return err
-	}
-	h, err := newHandler(logger, secrets)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+		logger.Error("not started", slog.Any("error", err))
 		return err
 	}
 	return serve(ctx, logger, ln, newMux(h, path), h)
+}
+
+// start reads the configuration and opens the listener.
+func start(logger *slog.Logger, addr, path, secretList string) (*nectarhooks.Handler, net.Listener, error) {
+	secrets, err := parseSecrets(secretList)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := newHandler(logger, secrets)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, ln, nil
 }
 
 // parseSecrets splits a comma-separated list of signing secrets, ignoring
@@ -181,7 +194,7 @@ func newMux(h *nectarhooks.Handler, path string) *http.ServeMux {
 
 // serve serves mux on ln until ctx is cancelled, then shuts down
 // gracefully: the server stops taking connections and waits for requests in
-// progress, then the Handler finishes its own work.
+// progress, then the Handler finishes its own work. It logs how that ended.
 func serve(ctx context.Context, logger *slog.Logger, ln net.Listener, mux http.Handler, h *nectarhooks.Handler) error {
 	srv := &http.Server{
 		Handler:  mux,
@@ -200,10 +213,12 @@ func serve(ctx context.Context, logger *slog.Logger, ln net.Listener, mux http.H
 
 	select {
 	case err := <-served:
-		return err // could not serve at all
+		logger.Error("server stopped", slog.Any("error", err))
+		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
+	logger.Info("shutting down", slog.Duration("grace", shutdownGrace))
+	start := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
@@ -211,5 +226,12 @@ func serve(ctx context.Context, logger *slog.Logger, ln net.Listener, mux http.H
 		err = errors.Join(err, serr)
 	}
 	// After the server: no delivery can reach the Handler any more.
-	return errors.Join(err, h.Shutdown(shutdownCtx))
+	err = errors.Join(err, h.Shutdown(shutdownCtx))
+	if err != nil {
+		// Deliveries still running were cut off; Svix retries them.
+		logger.Error("shutdown incomplete", slog.Any("error", err), slog.Duration("took", time.Since(start)))
+		return err
+	}
+	logger.Info("shut down", slog.Duration("took", time.Since(start)))
+	return nil
 }

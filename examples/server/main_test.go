@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -233,7 +234,7 @@ func TestServe(t *testing.T) {
 		t.Fatal("serve did not return after its context was cancelled")
 	}
 	assert.Equal(t, 1, logs.count(t, "connection updated"))
-	assert.Equal(t, 1, logs.count(t, "shutting down"))
+	assert.Equal(t, []string{"listening", "shutting down", "shut down"}, logs.messages(t, "listening", "shutting down", "shut down", "server stopped", "shutdown incomplete"))
 	_, err = client.Get(base + "/healthz")
 	assert.Error(t, err, "the server still answers after shutting down")
 }
@@ -252,17 +253,37 @@ func TestRun(t *testing.T) {
 		{name: "bad address", addr: "127.0.0.1:notaport", secrets: nectarhookstest.NewSecret(), wantErr: "notaport"},
 		{name: "starts and stops", addr: "127.0.0.1:0", secrets: nectarhookstest.NewSecret()},
 	}
+	outcomes := []string{"not started", "listening", "shutting down", "shut down", "server stopped", "shutdown incomplete"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := run(cancelled, slog.New(slog.DiscardHandler), tt.addr, "/webhooks/nectar", tt.secrets)
+			logs := &logBuffer{}
+			err := run(cancelled, slog.New(slog.NewJSONHandler(logs, nil)), tt.addr, "/webhooks/nectar", tt.secrets)
 			if tt.wantErr == "" {
 				require.NoError(t, err)
+				assert.Equal(t, []string{"listening", "shutting down", "shut down"}, logs.messages(t, outcomes...))
 				return
 			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
+			// A configuration error is said to be one, with its reason,
+			// and nothing suggests the server ever ran.
+			assert.Equal(t, []string{"not started"}, logs.messages(t, outcomes...))
+			assert.Contains(t, logs.String(), tt.wantErr)
 		})
 	}
+}
+
+// TestServeFails checks that a server that cannot serve says so.
+func TestServeFails(t *testing.T) {
+	h, err := newHandler(slog.New(slog.DiscardHandler), []string{nectarhookstest.NewSecret()})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, ln.Close()) // Serve fails at once on a closed listener
+	logs := &logBuffer{}
+	err = serve(context.Background(), slog.New(slog.NewJSONHandler(logs, nil)), ln, newMux(h, "/"), h)
+	require.Error(t, err)
+	assert.Equal(t, []string{"listening", "server stopped"}, logs.messages(t, "listening", "server stopped", "shutting down", "shut down"))
 }
 
 // logBuffer collects JSON log lines; the server's goroutines write to it
@@ -282,6 +303,26 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// messages returns, in order, the messages of the records whose message is
+// one of those given.
+func (b *logBuffer) messages(t *testing.T, of ...string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec struct {
+			Msg string `json:"msg"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+		if slices.Contains(of, rec.Msg) {
+			out = append(out, rec.Msg)
+		}
+	}
+	return out
 }
 
 // count reports how many records have msg as their message.
