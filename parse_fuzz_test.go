@@ -214,6 +214,15 @@ var trickyInputs = map[string]string{
 	"time-empty":          `{"site":{},"created":""}`,
 	"time-invalid-utf8":   "{\"site\":{},\"created\":\"2024-09-06T00:15:43.07301\xff\"}",
 	"time-one-hour-digit": `{"site":{},"created":"2024-09-06T1:15:43.073014"}`,
+	"time-empty-after":    `{"eventType":"document.created.v2","created":"2024-09-06T00:15:43.073014","created":""}`,
+	"time-empty-old":      `{"eventType":"connection.updated.v2","old":{"created":"","updated":null}}`,
+
+	// Several type errors: only the first of the resolved type's counts.
+	"errors-foreign-then-own": `{"eventType":"document.created.v2","status":1,"status":2,"created":"x","id":3}`,
+	"errors-own-then-foreign": `{"eventType":"document.created.v2","id":3,"status":1,"created":"x"}`,
+	"errors-old-repeated":     `{"eventType":"document.updated.v2","old":{"created":"x"},"old":{"created":1},"id":3}`,
+	"errors-old-foreign":      `{"eventType":"connection.created.v2","old":{"created":"x","created":"y","url":1},"url":"u"}`,
+	"errors-before-shape":     `{"status":1,"created":"x","site":{}}`,
 
 	// Numbers and literals in skipped values.
 	"numbers":        `{"site":{},"a":-0,"b":-0.0e+00,"c":1E400,"d":123456789012345678901234567890,"e":0.1e-9}`,
