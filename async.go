@@ -163,7 +163,7 @@ func (q *asyncQueue) run(j asyncJob) {
 		j.token = token
 	}
 	// runCallback settles the claim, when the callback returns.
-	err := q.h.runCallback(j.ctx, j.msg, j.ev, j.token)
+	err := q.h.observedCall(j.ctx, j.msg, j.ev, j.token, true, j.claimed)
 	if _, ack := acknowledged(err, j.msg); err != nil && !ack {
 		q.h.opts.report(j.ctx, 0, err)
 	}

@@ -261,32 +261,41 @@ func register[A any](p *atomic.Pointer[func(context.Context, A) error], fn func(
 
 // ServeHTTP handles one delivery as the Handler's doc comment describes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ob := h.observe(r.Context(), Delivery{Stage: StageReceive})
 	body, err := readBody(w, r, h.opts.maxBodyBytes)
+	ob.lap(&ob.d.Read)
 	if err != nil {
-		h.opts.fail(w, r, err)
+		h.opts.fail(w, ob.request(r), err)
+		ob.end(StatusCode(err), err)
 		return
 	}
-	ctx, ev, err := h.open(r.Context(), body, r.Header)
+	ctx, ev, err := h.open(ob.ctx, body, r.Header, &ob)
 	if err == nil {
 		if h.queued() {
 			if err = h.enqueue(ctx, &ctx.msg, ev); err == nil {
 				answer(w, http.StatusAccepted, "accepted\n")
+				ob.end(http.StatusAccepted, nil)
 				return
 			}
 		} else if err = h.process(ctx, &ctx.msg, ev); err == nil {
 			answer(w, http.StatusOK, "ok\n")
+			ob.end(http.StatusOK, nil)
 			return
 		}
 		if text, ok := acknowledged(err, &ctx.msg); ok {
 			answer(w, http.StatusOK, text)
+			ob.end(http.StatusOK, err)
 			return
 		}
 	}
 	if ctx != nil {
 		// Verified: the error handler gets the Message.
 		r = r.WithContext(ctx)
+	} else {
+		r = ob.request(r)
 	}
 	h.opts.fail(w, r, err)
+	ob.end(StatusCode(err), err)
 }
 
 // queued reports whether the Handler answers before running callbacks.
@@ -345,14 +354,19 @@ func acknowledged(err error, msg *Message) (string, bool) {
 // the caller has the error, and a *PanicError in it has the stack. With
 // WithAsync it queues the message as ServeHTTP does.
 func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Header) error {
-	mctx, ev, err := h.open(ctx, payload, header)
+	ob := h.observe(ctx, Delivery{Stage: StageReceive})
+	mctx, ev, err := h.open(ob.ctx, payload, header, &ob)
 	if err != nil {
+		ob.end(StatusCode(err), err)
 		return err
 	}
 	if h.queued() {
-		return unlessAcknowledged(h.enqueue(mctx, &mctx.msg, ev), &mctx.msg)
+		err = h.enqueue(mctx, &mctx.msg, ev)
+	} else {
+		err = h.process(mctx, &mctx.msg, ev)
 	}
-	return unlessAcknowledged(h.process(mctx, &mctx.msg, ev), &mctx.msg)
+	ob.end(dispatchStatus(h.queued(), err, &mctx.msg), err)
+	return unlessAcknowledged(err, &mctx.msg)
 }
 
 // unlessAcknowledged is err, or nil for one of process's acknowledgements,
@@ -384,13 +398,16 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 // is verified it returns a context over parent carrying the Message, also
 // when the payload then fails to decode, so that the error handler can
 // tell which message it was.
-func (h *Handler) open(parent context.Context, payload []byte, header http.Header) (*msgContext, Event, error) {
+func (h *Handler) open(parent context.Context, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
 	id, ts, err := h.verifier.verify(payload, header)
+	ob.lap(&ob.d.Verify)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0).UTC(), Payload: payload}}
+	ob.verified(&ctx.msg)
 	ev, err := Parse(payload)
+	ob.lap(&ob.d.Decode)
 	if err != nil {
 		// What can still be told, as the Message documents.
 		ctx.msg.EventType = PeekEventType(payload)
@@ -410,7 +427,7 @@ func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
 	}
 	// runCallback settles the claim when the callback returns, which may
 	// be after this delivery is answered (see callbackrun.go).
-	return h.runCallback(ctx, msg, ev, token)
+	return h.observedCall(ctx, msg, ev, token, false, time.Time{})
 }
 
 // claim asks the idempotency store, if any, whether msg may be processed

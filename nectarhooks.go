@@ -61,6 +61,7 @@ type options struct {
 	async           *asyncConfig
 	queue           Queue
 	refusals        refusalLog // bounds the warnings of unverified refusals
+	observer        Observer
 }
 
 func newOptions(opts []Option) (*options, error) {
