@@ -1,0 +1,150 @@
+package otelhooks
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/nectarhooks/nectarhooks"
+)
+
+// The names of the instruments, as OpenTelemetry names them; the
+// Prometheus exporter turns dots into underscores and adds unit and
+// "_total" suffixes (nectarhooks_deliveries_total,
+// nectarhooks_delivery_duration_seconds).
+const (
+	DeliveriesName           = "nectarhooks.deliveries"
+	DeliveryDurationName     = "nectarhooks.delivery.duration"
+	CallbackDurationName     = "nectarhooks.callback.duration"
+	QueueWaitName            = "nectarhooks.queue.wait"
+	DuplicatesName           = "nectarhooks.duplicates"
+	VerificationFailuresName = "nectarhooks.verification.failures"
+	QueueDepthName           = "nectarhooks.queue.depth"
+)
+
+// DurationBuckets are the explicit bucket bounds, in seconds, of the
+// duration histograms: fine below a second, where deliveries should be,
+// then up to the 10 s default callback deadline and Svix's 15 s window.
+var DurationBuckets = []float64{
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 7.5, 10, 12.5, 15, 20,
+}
+
+// instruments are the Observer's metrics.
+type instruments struct {
+	meter                metric.Meter
+	deliveries           metric.Int64Counter
+	deliveryDuration     metric.Float64Histogram
+	callbackDuration     metric.Float64Histogram
+	queueWait            metric.Float64Histogram
+	duplicates           metric.Int64Counter
+	verificationFailures metric.Int64Counter
+	queueDepth           metric.Int64ObservableGauge
+
+	// sets caches the attribute sets of known event types, outcomes and
+	// statuses, so that recording a delivery does not build them again:
+	// setKey -> metric.MeasurementOption.
+	sets sync.Map
+}
+
+func newInstruments(m metric.Meter) (*instruments, error) {
+	in := &instruments{meter: m}
+	var err, e error
+	in.deliveries, e = m.Int64Counter(DeliveriesName, metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries received, by event type, outcome and HTTP status answered."))
+	err = errors.Join(err, e)
+	in.deliveryDuration, e = m.Float64Histogram(DeliveryDurationName, metric.WithUnit("s"),
+		metric.WithDescription("Time from the start of a delivery to its answer."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...))
+	err = errors.Join(err, e)
+	in.callbackDuration, e = m.Float64Histogram(CallbackDurationName, metric.WithUnit("s"),
+		metric.WithDescription("Time callbacks ran, by event type and outcome."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...))
+	err = errors.Join(err, e)
+	in.queueWait, e = m.Float64Histogram(QueueWaitName, metric.WithUnit("s"),
+		metric.WithDescription("Time messages waited in the WithAsync queue for a worker."),
+		metric.WithExplicitBucketBoundaries(DurationBuckets...))
+	err = errors.Join(err, e)
+	in.duplicates, e = m.Int64Counter(DuplicatesName, metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries of messages processed already, acknowledged without running the callback."))
+	err = errors.Join(err, e)
+	in.verificationFailures, e = m.Int64Counter(VerificationFailuresName, metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries that failed signature verification, by reason."))
+	err = errors.Join(err, e)
+	in.queueDepth, e = m.Int64ObservableGauge(QueueDepthName, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages waiting in the WithAsync queue (see Observer.ObserveQueue)."))
+	err = errors.Join(err, e)
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// setKey is what a delivery's metric attributes are made of; zero fields
+// are left out.
+type setKey struct {
+	stage     nectarhooks.Stage
+	eventType nectarhooks.EventType
+	outcome   nectarhooks.Outcome
+	status    int
+}
+
+// attributes returns the measurement option for k, from the cache when
+// the event type is one this version knows (the set of those is small;
+// others are built each time, so that no sender can grow the cache).
+func (in *instruments) attributes(k setKey) metric.MeasurementOption {
+	if v, ok := in.sets.Load(k); ok {
+		return v.(metric.MeasurementOption)
+	}
+	attrs := make([]attribute.KeyValue, 0, 3)
+	if k.eventType != "" {
+		attrs = append(attrs, EventTypeKey.String(string(k.eventType)))
+	}
+	if k.outcome != 0 {
+		attrs = append(attrs, OutcomeKey.String(k.outcome.String()))
+	}
+	if k.stage == nectarhooks.StageReceive {
+		attrs = append(attrs, semconv.HTTPResponseStatusCode(k.status))
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	if k.eventType == "" || k.eventType.Known() {
+		in.sets.Store(k, opt)
+	}
+	return opt
+}
+
+// record adds a stage's measurements.
+func (in *instruments) record(ctx context.Context, d nectarhooks.Delivery) {
+	k := setKey{stage: d.Stage, outcome: d.Outcome, status: d.Status}
+	if d.Message != nil {
+		k.eventType = d.Message.EventType
+	}
+	switch d.Stage {
+	case nectarhooks.StageReceive:
+		attrs := in.attributes(k)
+		in.deliveries.Add(ctx, 1, attrs)
+		in.deliveryDuration.Record(ctx, d.Total.Seconds(), attrs)
+		switch {
+		case d.Outcome == nectarhooks.OutcomeDuplicate:
+			in.duplicates.Add(ctx, 1, in.attributes(setKey{eventType: k.eventType}))
+		case d.Err != nil:
+			if reason := verificationReason(d.Err); reason != "" {
+				in.verificationFailures.Add(ctx, 1, metric.WithAttributes(VerificationReasonKey.String(reason)))
+			}
+		}
+	case nectarhooks.StageProcess:
+		if d.Outcome == nectarhooks.OutcomeUnhandled {
+			return // no callback ran
+		}
+		k.status = 0 // callbacks are counted by outcome alone
+		attrs := in.attributes(k)
+		in.callbackDuration.Record(ctx, d.Callback.Seconds(), attrs)
+		if d.Detached {
+			in.queueWait.Record(ctx, d.Queue.Seconds(), in.attributes(setKey{eventType: k.eventType}))
+		}
+	}
+}
