@@ -46,9 +46,23 @@ type instruments struct {
 	queueDepth           metric.Int64ObservableGauge
 
 	// sets caches the attribute sets of known event types, outcomes and
-	// statuses, so that recording a delivery does not build them again:
-	// setKey -> metric.MeasurementOption.
+	// statuses, so that recording a delivery neither builds them again nor
+	// allocates for the options: setKey -> *measurement.
 	sets sync.Map
+	// reasons holds the measurement of each verification failure reason.
+	reasons map[string]*measurement
+}
+
+// measurement is the options of a measurement with one attribute set, as
+// the Add and Record methods take them.
+type measurement struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func newMeasurement(attrs ...attribute.KeyValue) *measurement {
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	return &measurement{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
 }
 
 func newInstruments(m metric.Meter) (*instruments, error) {
@@ -81,6 +95,10 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	if err != nil {
 		return nil, err
 	}
+	in.reasons = map[string]*measurement{}
+	for _, r := range []string{"missing_headers", "invalid_headers", "no_matching_signature", "message_too_old", "message_too_new", "other"} {
+		in.reasons[r] = newMeasurement(VerificationReasonKey.String(r))
+	}
 	return in, nil
 }
 
@@ -93,12 +111,12 @@ type setKey struct {
 	status    int
 }
 
-// attributes returns the measurement option for k, from the cache when
-// the event type is one this version knows (the set of those is small;
-// others are built each time, so that no sender can grow the cache).
-func (in *instruments) attributes(k setKey) metric.MeasurementOption {
+// measurement returns the measurement for k, from the cache when the
+// event type is one this version knows (the set of those is small; others
+// are built each time, so that no sender can grow the cache).
+func (in *instruments) measurement(k setKey) *measurement {
 	if v, ok := in.sets.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*measurement)
 	}
 	attrs := make([]attribute.KeyValue, 0, 3)
 	if k.eventType != "" {
@@ -110,11 +128,11 @@ func (in *instruments) attributes(k setKey) metric.MeasurementOption {
 	if k.stage == nectarhooks.StageReceive {
 		attrs = append(attrs, semconv.HTTPResponseStatusCode(k.status))
 	}
-	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	m := newMeasurement(attrs...)
 	if k.eventType == "" || k.eventType.Known() {
-		in.sets.Store(k, opt)
+		in.sets.Store(k, m)
 	}
-	return opt
+	return m
 }
 
 // record adds a stage's measurements.
@@ -125,15 +143,15 @@ func (in *instruments) record(ctx context.Context, d nectarhooks.Delivery) {
 	}
 	switch d.Stage {
 	case nectarhooks.StageReceive:
-		attrs := in.attributes(k)
-		in.deliveries.Add(ctx, 1, attrs)
-		in.deliveryDuration.Record(ctx, d.Total.Seconds(), attrs)
+		m := in.measurement(k)
+		in.deliveries.Add(ctx, 1, m.add...)
+		in.deliveryDuration.Record(ctx, d.Total.Seconds(), m.record...)
 		switch {
 		case d.Outcome == nectarhooks.OutcomeDuplicate:
-			in.duplicates.Add(ctx, 1, in.attributes(setKey{eventType: k.eventType}))
+			in.duplicates.Add(ctx, 1, in.measurement(setKey{eventType: k.eventType}).add...)
 		case d.Err != nil:
 			if reason := verificationReason(d.Err); reason != "" {
-				in.verificationFailures.Add(ctx, 1, metric.WithAttributes(VerificationReasonKey.String(reason)))
+				in.verificationFailures.Add(ctx, 1, in.reasons[reason].add...)
 			}
 		}
 	case nectarhooks.StageProcess:
@@ -141,10 +159,9 @@ func (in *instruments) record(ctx context.Context, d nectarhooks.Delivery) {
 			return // no callback ran
 		}
 		k.status = 0 // callbacks are counted by outcome alone
-		attrs := in.attributes(k)
-		in.callbackDuration.Record(ctx, d.Callback.Seconds(), attrs)
+		in.callbackDuration.Record(ctx, d.Callback.Seconds(), in.measurement(k).record...)
 		if d.Detached {
-			in.queueWait.Record(ctx, d.Queue.Seconds(), in.attributes(setKey{eventType: k.eventType}))
+			in.queueWait.Record(ctx, d.Queue.Seconds(), in.measurement(setKey{eventType: k.eventType}).record...)
 		}
 	}
 }

@@ -99,8 +99,7 @@ func New(opts ...Option) (*Observer, error) {
 // Start opens the stage's span; see the README's Observability section
 // for their names and attributes.
 func (o *Observer) Start(ctx context.Context, d nectarhooks.Delivery) context.Context {
-	ctx, _ = o.tracer.Start(ctx, d.Stage.String(), startOptions(ctx, d)...)
-	return ctx
+	return startSpan(ctx, o.tracer, d)
 }
 
 // End records the stage's metrics and closes its span.

@@ -12,7 +12,26 @@ import (
 	"github.com/nectarhooks/nectarhooks"
 )
 
-// startOptions are the options of a stage's span.
+// The options of the spans' starts, made once: a delivery allocates
+// nothing for them unless its span has links.
+var (
+	receiveStart = []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(semconv.MessagingSystemKey.String(messagingSystem),
+			semconv.MessagingOperationName("receive"), semconv.MessagingOperationTypeReceive),
+	}
+	processStart = []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(semconv.MessagingSystemKey.String(messagingSystem),
+			semconv.MessagingOperationName("process"), semconv.MessagingOperationTypeProcess),
+	}
+	consumerProcessStart = []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		processStart[1],
+	}
+)
+
+// startSpan starts the span of a stage:
 //
 //   - StageReceive: a consumer span named "receive", child of the
 //     context's span (the incoming HTTP request's under otelhttp).
@@ -25,29 +44,28 @@ import (
 //     consumer span, child of the caller's span (a queue job's, say),
 //     linked to the receive span Inject wrote down. Without Extract, an
 //     internal span, child of the caller's.
-func startOptions(ctx context.Context, d nectarhooks.Delivery) []trace.SpanStartOption {
-	opts := []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			semconv.MessagingSystemKey.String(messagingSystem),
-			semconv.MessagingOperationName(d.Stage.String()),
-			operationType(d.Stage),
-		),
-	}
+//
+// endSpan renames them after the event type once it is known.
+func startSpan(ctx context.Context, tracer trace.Tracer, d nectarhooks.Delivery) context.Context {
 	if d.Stage != nectarhooks.StageProcess {
-		return opts
+		ctx, _ = tracer.Start(ctx, "receive", receiveStart...)
+		return ctx
 	}
-	if d.Message != nil {
-		opts = append(opts, trace.WithAttributes(semconv.MessagingMessageID(d.Message.ID)))
+	var span trace.Span
+	switch link, linked := ctx.Value(linkKey{}).(trace.SpanContext); {
+	case d.Detached:
+		opts := append(consumerProcessStart[:2:2], trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(ctx)))
+		ctx, span = tracer.Start(ctx, "process", opts...)
+	case linked:
+		opts := append(consumerProcessStart[:2:2], trace.WithLinks(trace.Link{SpanContext: link}))
+		ctx, span = tracer.Start(ctx, "process", opts...)
+	default:
+		ctx, span = tracer.Start(ctx, "process", processStart...)
 	}
-	if d.Detached {
-		return append(opts, trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(ctx)))
+	if d.Message != nil && span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageID(d.Message.ID))
 	}
-	if link, ok := ctx.Value(linkKey{}).(trace.SpanContext); ok {
-		return append(opts, trace.WithLinks(trace.Link{SpanContext: link}))
-	}
-	opts[0] = trace.WithSpanKind(trace.SpanKindInternal)
-	return opts
+	return ctx
 }
 
 func operationType(s nectarhooks.Stage) attribute.KeyValue {
