@@ -2,7 +2,7 @@ module github.com/nectarhooks/nectarhooks/otelhooks
 
 go 1.26.0
 
-replace github.com/nectarhooks/nectarhooks => ../
+replace github.com/nectarhooks/nectarhooks => ..
 
 require (
 	github.com/nectarhooks/nectarhooks v0.0.0-00010101000000-000000000000
