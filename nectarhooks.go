@@ -200,7 +200,9 @@ func WithCallbackTimeout(d time.Duration) Option {
 // callback that overran its deadline; it may run concurrently, and should
 // be quick. A panic of fn on a request's goroutine is net/http's to
 // recover; elsewhere it is recovered and logged, so that it cannot end
-// the process. Default: none; failures are logged (WithLogger).
+// the process. Default: none; failures are logged (WithLogger). To see
+// every delivery, successes included, with timings, use WithObserver,
+// which is called in addition.
 func WithErrorHandler(fn func(ctx context.Context, status int, err error)) Option {
 	return func(o *options) error {
 		o.onError = fn

@@ -104,7 +104,7 @@ func spanNames(spans tracetest.SpanStubs) []string {
 func attrs(kvs []attribute.KeyValue) map[string]string {
 	m := map[string]string{}
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }
@@ -193,7 +193,9 @@ func TestStatusPolicy(t *testing.T) {
 			callback:   func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
 			wantStatus: 503, wantOutcome: "timeout", wantErrorType: "callback_timeout", wantProcess: true, verified: true},
 		{name: "forged", callback: ok,
-			edit:       func(r *http.Request) { r.Header.Set("Svix-Signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=") },
+			edit: func(r *http.Request) {
+				r.Header.Set("Svix-Signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+			},
 			wantStatus: 401, wantOutcome: "rejected", wantErrorType: "no_matching_signature", wantReason: "no_matching_signature"},
 		{name: "unsigned", callback: ok,
 			edit:       func(r *http.Request) { r.Header.Del("Svix-Signature") },
@@ -357,7 +359,7 @@ func assertNothingLeaks(t *testing.T, r *rig, payload []byte) {
 	require.Greater(t, len(forbidden), 8, "too few payload values to look for")
 	check := func(where string, kvs []attribute.KeyValue) {
 		for _, kv := range kvs {
-			v := kv.Value.Emit()
+			v := kv.Value.String()
 			for _, f := range forbidden {
 				assert.NotContains(t, v, f, "%s attribute %s holds a secret or payload value", where, kv.Key)
 			}
@@ -420,7 +422,7 @@ func attrInt(kvs []attribute.KeyValue, key string) int64 {
 	return -1
 }
 
-func itoa(n int) string { return attribute.IntValue(n).Emit() }
+func itoa(n int) string { return attribute.IntValue(n).String() }
 
 func boolInt(b bool) int {
 	if b {

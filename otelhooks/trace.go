@@ -68,13 +68,6 @@ func startSpan(ctx context.Context, tracer trace.Tracer, d nectarhooks.Delivery)
 	return ctx
 }
 
-func operationType(s nectarhooks.Stage) attribute.KeyValue {
-	if s == nectarhooks.StageReceive {
-		return semconv.MessagingOperationTypeReceive
-	}
-	return semconv.MessagingOperationTypeProcess
-}
-
 // endSpan names the span after the event type, sets the attributes the
 // stage found out and its status, and ends it.
 //
