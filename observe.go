@@ -173,7 +173,8 @@ type Delivery struct {
 	// Err is the cause of an Outcome that is not acknowledged, as the
 	// error handler receives it; nil otherwise.
 	Err error
-	// Read is the time spent reading the request body (StageReceive).
+	// Read is the time spent reading the request body (StageReceive of
+	// ServeHTTP; Dispatch is handed the body).
 	Read time.Duration
 	// Verify is the time spent checking the signature (StageReceive).
 	Verify time.Duration

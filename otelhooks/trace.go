@@ -82,9 +82,11 @@ func endSpan(span trace.Span, d nectarhooks.Delivery) {
 	}
 	attrs := make([]attribute.KeyValue, 0, 6)
 	if d.Message != nil {
-		attrs = append(attrs, semconv.MessagingMessageID(d.Message.ID))
+		if d.Stage == nectarhooks.StageReceive { // a process span has it from its start
+			attrs = append(attrs, semconv.MessagingMessageID(d.Message.ID))
+		}
 		if d.Message.EventType != "" {
-			span.SetName(d.Stage.String() + " " + string(d.Message.EventType))
+			span.SetName(spanName(d.Stage, d.Message.EventType))
 			attrs = append(attrs, EventTypeKey.String(string(d.Message.EventType)))
 		}
 	}
@@ -118,4 +120,26 @@ func recordError(span trace.Span, err error) {
 		return
 	}
 	span.RecordError(err)
+}
+
+// knownSpanNames holds the span names of the event types this version
+// knows, by stage, made once rather than for every delivery.
+var knownSpanNames = func() map[nectarhooks.EventType][2]string {
+	m := map[nectarhooks.EventType][2]string{}
+	for _, et := range nectarhooks.EventTypes() {
+		m[et] = [2]string{"receive " + string(et), "process " + string(et)}
+	}
+	return m
+}()
+
+// spanName is the name of a stage's span once the event type is known:
+// the operation and the event type, as the messaging conventions name
+// spans after their operation and destination.
+func spanName(stage nectarhooks.Stage, et nectarhooks.EventType) string {
+	if names, ok := knownSpanNames[et]; ok && stage == nectarhooks.StageReceive {
+		return names[0]
+	} else if ok {
+		return names[1]
+	}
+	return stage.String() + " " + string(et)
 }
