@@ -253,7 +253,7 @@ func (ob *observation) end(status int, err error) {
 // request returns r with the stage's context, when observing, so that the
 // error handler sees what Start added (a span, say).
 func (ob *observation) request(r *http.Request) *http.Request {
-	if ob.obs == nil || ob.ctx == r.Context() {
+	if ob.obs == nil {
 		return r
 	}
 	return r.WithContext(ob.ctx)
