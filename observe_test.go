@@ -191,10 +191,14 @@ func TestObserverOutcomes(t *testing.T) {
 				f := newDispFixture(t)
 				obs := &obsRecorder{}
 				var errs dispErrRecorder
+				errDepth := -1 // obsKey in the error handler's context
 				opts := []nectarhooks.Option{
 					nectarhooks.WithClock(nectarhookstest.FixedClock(dispT0)),
 					nectarhooks.WithObserver(obs),
-					nectarhooks.WithErrorHandler(errs.handle),
+					nectarhooks.WithErrorHandler(func(ctx context.Context, status int, err error) {
+						errDepth, _ = ctx.Value(obsKey{}).(int)
+						errs.handle(ctx, status, err)
+					}),
 				}
 				if r.opts != nil {
 					opts = append(opts, r.opts(t)...)
@@ -259,10 +263,12 @@ func TestObserverOutcomes(t *testing.T) {
 					assert.ErrorIs(t, d.Err, r.wantErr)
 					assert.Equal(t, d.Status, nectarhooks.StatusCode(d.Err))
 					if via == "ServeHTTP" {
-						// The error handler had the same error.
+						// The error handler had the same error, in the
+						// context Start returned.
 						calls := errs.all()
 						require.Len(t, calls, 1)
 						assert.Equal(t, d.Err, calls[0].err)
+						assert.Equal(t, 1, errDepth)
 					}
 				}
 				if r.verified {
