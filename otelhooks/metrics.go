@@ -17,13 +17,28 @@ import (
 // "_total" suffixes (nectarhooks_deliveries_total,
 // nectarhooks_delivery_duration_seconds).
 const (
-	DeliveriesName           = "nectarhooks.deliveries"
-	DeliveryDurationName     = "nectarhooks.delivery.duration"
-	CallbackDurationName     = "nectarhooks.callback.duration"
-	QueueWaitName            = "nectarhooks.queue.wait"
-	DuplicatesName           = "nectarhooks.duplicates"
+	// DeliveriesName counts deliveries (StageReceive) by event type,
+	// outcome and status answered.
+	DeliveriesName = "nectarhooks.deliveries"
+	// DeliveryDurationName is the histogram, in seconds, of deliveries
+	// from the start of the request to the answer, with the attributes of
+	// DeliveriesName.
+	DeliveryDurationName = "nectarhooks.delivery.duration"
+	// CallbackDurationName is the histogram, in seconds, of callback runs
+	// by event type and outcome; its count is the number of runs.
+	CallbackDurationName = "nectarhooks.callback.duration"
+	// QueueWaitName is the histogram, in seconds, of the time messages
+	// waited in the WithAsync queue, by event type.
+	QueueWaitName = "nectarhooks.queue.wait"
+	// DuplicatesName counts deliveries of messages processed already, by
+	// event type.
+	DuplicatesName = "nectarhooks.duplicates"
+	// VerificationFailuresName counts deliveries that failed verification,
+	// by reason (VerificationReasonKey).
 	VerificationFailuresName = "nectarhooks.verification.failures"
-	QueueDepthName           = "nectarhooks.queue.depth"
+	// QueueDepthName is the gauge of messages waiting in the WithAsync
+	// queue, for the Handlers given to Observer.ObserveQueue.
+	QueueDepthName = "nectarhooks.queue.depth"
 )
 
 // DurationBuckets are the explicit bucket bounds, in seconds, of the
