@@ -110,8 +110,9 @@ func (o *Observer) End(ctx context.Context, d nectarhooks.Delivery) {
 
 // ObserveQueue reports h's WithAsync queue depth (Handler.QueueDepth) as
 // the nectarhooks.queue.depth gauge, each time metrics are collected,
-// until the returned Registration is unregistered. Call it once per
-// Handler; for a Handler without WithAsync the gauge reads 0.
+// until the returned Registration is unregistered. The gauge has no
+// attributes, so it reports one Handler per MeterProvider: call it once.
+// For a Handler without WithAsync it reads 0.
 func (o *Observer) ObserveQueue(h *nectarhooks.Handler) (metric.Registration, error) {
 	if h == nil {
 		return nil, errors.New("otelhooks: ObserveQueue(nil)")
