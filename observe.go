@@ -180,8 +180,8 @@ type Delivery struct {
 	Verify time.Duration
 	// Decode is the time spent decoding the payload (StageReceive).
 	Decode time.Duration
-	// Queue is the time a message waited in the WithAsync queue before a
-	// worker took it (StageProcess, Detached).
+	// Queue is the time a message waited in the WithAsync queue, from its
+	// claim at intake until a worker took it (StageProcess, Detached).
 	Queue time.Duration
 	// Callback is the time the callback ran (StageProcess).
 	Callback time.Duration
