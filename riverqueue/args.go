@@ -35,6 +35,11 @@ type Args struct {
 	// would be compacted by encoding/json and normalized again by
 	// PostgreSQL's jsonb (whitespace, key order, duplicate keys).
 	Payload []byte `json:"payload"`
+	// Trace is the trace context of the delivery that inserted the job, as
+	// the Queue's WithTraceInjector wrote it (W3C traceparent and the
+	// like), for the Worker's WithTraceExtractor; nil without one. It is
+	// not part of the job's unique key.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // NewArgs returns the Args of msg.

@@ -48,4 +48,13 @@
 // River's tables must exist before the first insert: run River's CLI
 // (`river migrate-up --database-url "$DATABASE_URL"`) when deploying, or
 // rivermigrate in code (see examples/durable in this repository).
+//
+// # Tracing
+//
+// A job can carry the trace context of the delivery that inserted it
+// (Args.Trace), so that the callback's span, on whichever worker runs it,
+// links to the delivery's: [WithTraceInjector] on the Queue writes it, and
+// [WithTraceExtractor] on the Worker reads it. Both take plain functions;
+// with the otelhooks module they are its Observer's Inject and Extract over
+// a propagation.MapCarrier.
 package riverqueue

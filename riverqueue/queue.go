@@ -30,6 +30,7 @@ type Queue[TTx any] struct {
 	client  *river.Client[TTx]
 	opts    river.InsertOpts
 	timeout time.Duration
+	inject  func(ctx context.Context, carrier map[string]string) // WithTraceInjector
 
 	mu         sync.Mutex
 	pending    []*insert // waiting for a batch
@@ -45,6 +46,7 @@ type queueOptions struct {
 	maxAttempts int
 	timeout     time.Duration
 	inserts     int
+	inject      func(ctx context.Context, carrier map[string]string)
 }
 
 // WithQueueName puts the jobs in the named River queue, which the workers'
@@ -90,6 +92,21 @@ func WithConcurrentInserts(n int) Option {
 	return func(o *queueOptions) { o.inserts = n }
 }
 
+// WithTraceInjector has inject write the trace context of each delivery
+// into its job (Args.Trace), so that the Worker's WithTraceExtractor can
+// link the callback's trace to the delivery's. inject receives the context
+// Enqueue receives, which carries what the Handler's Observer added (a
+// span); with otelhooks:
+//
+//	riverqueue.WithTraceInjector(func(ctx context.Context, carrier map[string]string) {
+//		obs.Inject(ctx, propagation.MapCarrier(carrier))
+//	})
+//
+// Default: none, and jobs carry no trace context.
+func WithTraceInjector(inject func(ctx context.Context, carrier map[string]string)) Option {
+	return func(o *queueOptions) { o.inject = inject }
+}
+
 // New returns a Queue that inserts jobs with client. An insert-only client
 // (river.Config without Queues or Workers) will do: workers may run in
 // other processes on the same database.
@@ -111,6 +128,7 @@ func New[TTx any](client *river.Client[TTx], opts ...Option) *Queue[TTx] {
 		opts:       river.InsertOpts{Queue: o.queue, MaxAttempts: o.maxAttempts},
 		timeout:    o.timeout,
 		maxInserts: o.inserts,
+		inject:     o.inject,
 	}
 }
 
@@ -122,6 +140,14 @@ func New[TTx any](client *river.Client[TTx], opts ...Option) *Queue[TTx] {
 // taken back, and the wait is bounded by WithInsertTimeout).
 func (q *Queue[TTx]) Enqueue(ctx context.Context, msg nectarhooks.Message) error {
 	in := &insert{args: NewArgs(msg), ready: make(chan struct{})}
+	if q.inject != nil {
+		// Written now, from this delivery's context: the insert may run in
+		// another delivery's batch.
+		carrier := map[string]string{}
+		if q.inject(ctx, carrier); len(carrier) > 0 {
+			in.args.Trace = carrier
+		}
+	}
 	q.mu.Lock()
 	if q.inserting < q.maxInserts {
 		q.inserting++

@@ -34,6 +34,7 @@ type Worker struct {
 	river.WorkerDefaults[Args]
 	h       *nectarhooks.Handler
 	timeout time.Duration
+	extract func(ctx context.Context, carrier map[string]string) context.Context // WithTraceExtractor
 }
 
 // A WorkerOption configures a Worker.
@@ -43,6 +44,21 @@ type WorkerOption func(*Worker)
 // cancelled after d. Default: 0, the client's river.Config.JobTimeout.
 func WithTimeout(d time.Duration) WorkerOption {
 	return func(w *Worker) { w.timeout = d }
+}
+
+// WithTraceExtractor has extract read the trace context a Queue's
+// WithTraceInjector wrote into a job (Args.Trace) into the callback's
+// context, before Handler.DispatchVerified; it is not called for jobs
+// without one. With otelhooks, whose process span then links to the
+// delivery's receive span:
+//
+//	riverqueue.WithTraceExtractor(func(ctx context.Context, carrier map[string]string) context.Context {
+//		return obs.Extract(ctx, propagation.MapCarrier(carrier))
+//	})
+//
+// Default: none.
+func WithTraceExtractor(extract func(ctx context.Context, carrier map[string]string) context.Context) WorkerOption {
+	return func(w *Worker) { w.extract = extract }
 }
 
 // NewWorker returns a Worker running h's callbacks. h may be the intake's
@@ -64,6 +80,9 @@ func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.timeout }
 // Work runs the callback for job's message, as the Worker's doc describes.
 func (w *Worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	msg := job.Args.Message()
+	if w.extract != nil && len(job.Args.Trace) > 0 {
+		ctx = w.extract(ctx, job.Args.Trace)
+	}
 	err := w.h.DispatchVerified(ctx, msg)
 	if err == nil {
 		return nil
