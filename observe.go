@@ -183,7 +183,10 @@ type Delivery struct {
 	// Queue is the time a message waited in the WithAsync queue, from its
 	// claim at intake until a worker took it (StageProcess, Detached).
 	Queue time.Duration
-	// Callback is the time the callback ran (StageProcess).
+	// Callback is the time the callback ran, settling its idempotency
+	// claim included, or, for one that had not returned some time past its
+	// deadline and was left running, the time until it was given up on
+	// (StageProcess).
 	Callback time.Duration
 	// Total is the time from Start to End.
 	Total time.Duration
