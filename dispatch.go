@@ -271,20 +271,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, ev, err := h.open(ob.ctx, body, r.Header, &ob)
 	if err == nil {
-		if h.queued() {
-			if err = h.enqueue(ctx, &ctx.msg, ev); err == nil {
-				answer(w, http.StatusAccepted, "accepted\n")
-				ob.end(http.StatusAccepted, nil)
-				return
-			}
-		} else if err = h.process(ctx, &ctx.msg, ev); err == nil {
-			answer(w, http.StatusOK, "ok\n")
-			ob.end(http.StatusOK, nil)
-			return
+		queued := h.queued()
+		if queued {
+			err = h.enqueue(ctx, &ctx.msg, ev)
+		} else {
+			err = h.process(ctx, &ctx.msg, ev)
 		}
-		if text, ok := acknowledged(err, &ctx.msg); ok {
-			answer(w, http.StatusOK, text)
-			ob.end(http.StatusOK, err)
+		if status := deliveryStatus(queued, err, &ctx.msg); status < 300 {
+			answer(w, status, successText(status, err, &ctx.msg))
+			ob.end(status, err)
 			return
 		}
 	}
@@ -296,6 +291,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.fail(w, r, err)
 	ob.end(StatusCode(err), err)
+}
+
+// deliveryStatus is the status ServeHTTP answers for a verified, decoded
+// delivery that enqueue (queued) or process returned err for: 202 or 200,
+// 200 for one of process's acknowledgements, and otherwise StatusCode(err).
+// Dispatch and the Observer take the status from it too, so that what they
+// report cannot drift from what was answered.
+func deliveryStatus(queued bool, err error, msg *Message) int {
+	switch {
+	case err == nil && queued:
+		return http.StatusAccepted
+	case err == nil:
+		return http.StatusOK
+	}
+	if _, ack := acknowledged(err, msg); ack {
+		return http.StatusOK
+	}
+	return StatusCode(err)
+}
+
+// successText is the line of a 2xx answer (see deliveryStatus): constant
+// text for a delivery processed or queued, the acknowledgement's otherwise.
+func successText(status int, err error, msg *Message) string {
+	if err != nil {
+		text, _ := acknowledged(err, msg)
+		return text
+	}
+	if status == http.StatusAccepted {
+		return "accepted\n"
+	}
+	return "ok\n"
 }
 
 // queued reports whether the Handler answers before running callbacks.
@@ -365,7 +391,7 @@ func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Head
 	} else {
 		err = h.process(mctx, &mctx.msg, ev)
 	}
-	ob.end(dispatchStatus(h.queued(), err, &mctx.msg), err)
+	ob.end(deliveryStatus(h.queued(), err, &mctx.msg), err)
 	return unlessAcknowledged(err, &mctx.msg)
 }
 

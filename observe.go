@@ -262,21 +262,6 @@ func (ob *observation) request(r *http.Request) *http.Request {
 	return r.WithContext(ob.ctx)
 }
 
-// dispatchStatus is the status ServeHTTP would answer where Dispatch
-// returns err, for the Observer.
-func dispatchStatus(queued bool, err error, msg *Message) int {
-	switch {
-	case err == nil && queued:
-		return http.StatusAccepted
-	case err == nil:
-		return http.StatusOK
-	}
-	if _, ack := acknowledged(err, msg); ack {
-		return http.StatusOK
-	}
-	return StatusCode(err)
-}
-
 // outcome classifies a stage's end, and returns the error to report:
 // nil for acknowledged outcomes.
 func outcome(status int, err error) (Outcome, error) {
@@ -323,7 +308,7 @@ func (h *Handler) observedCall(ctx context.Context, msg *Message, ev Event, toke
 	ob.lap(&ob.d.Callback)
 	status := 0 // after the answer, as the error handler has it
 	if !detached {
-		status = StatusCode(unlessAcknowledged(err, msg))
+		status = deliveryStatus(false, err, msg)
 	}
 	ob.end(status, err)
 	return err
