@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // defaultLoadMessages is -n when neither -n nor -duration is given: a few
@@ -145,11 +143,7 @@ func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	if !flagWasSet(fs, "n") && !flagWasSet(fs, "duration") {
 		f.messages = defaultLoadMessages
 	}
-	secret, err := e.signingSecret(f.secret)
-	if err != nil {
-		return e.usageError(c, "%v", err)
-	}
-	signer, err := nectarhookstest.NewSigner(secret)
+	signer, err := e.signer(f.secret)
 	if err != nil {
 		return e.usageError(c, "%v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // secretEnv names the environment variable read when -secret is absent.
@@ -66,4 +67,14 @@ func isLetters(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// signer returns a Signer for the secret signingSecret finds (-secret, or
+// the environment), for the commands that sign: send, sign and load.
+func (e *env) signer(flagValue string) (*nectarhookstest.Signer, error) {
+	secret, err := e.signingSecret(flagValue)
+	if err != nil {
+		return nil, err
+	}
+	return nectarhookstest.NewSigner(secret)
 }

@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // staleAge is how old -stale makes a timestamp: twice the tolerance Svix's
@@ -97,11 +95,7 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	if !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
-	secret, err := e.signingSecret(f.secret)
-	if err != nil {
-		return e.usageError(c, "%v", err)
-	}
-	signer, err := nectarhookstest.NewSigner(secret)
+	signer, err := e.signer(f.secret)
 	if err != nil {
 		return e.usageError(c, "%v", err)
 	}

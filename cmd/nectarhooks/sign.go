@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 type signFlags struct {
@@ -64,11 +62,7 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 	if f.url != "" && !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
-	secret, err := e.signingSecret(f.secret)
-	if err != nil {
-		return e.usageError(c, "%v", err)
-	}
-	signer, err := nectarhookstest.NewSigner(secret)
+	signer, err := e.signer(f.secret)
 	if err != nil {
 		return e.usageError(c, "%v", err)
 	}
