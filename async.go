@@ -175,7 +175,7 @@ func (q *asyncQueue) run(j asyncJob) {
 // Claim another delivery may take the message, and is then the one that
 // runs it.
 func (q *asyncQueue) reclaim(j asyncJob) (string, error) {
-	if err := q.h.opts.idempotency.Release(j.ctx, j.msg.ID, j.token); err != nil {
+	if _, _, err := q.h.callStore(j.ctx, opRelease, j.msg, j.token); err != nil {
 		// Claiming now would find the job's own claim in flight and
 		// leave the message to nobody.
 		return "", fmt.Errorf("%w: %w", ErrStoreUnavailable, err)

@@ -112,7 +112,9 @@ func TestAsyncLease(t *testing.T) {
 			// running, and the worker moves on).
 			store.holdID, store.hold = "msg_blocker", gate
 			r := newAsRig(t, func(context.Context, string, int) error { return nil },
-				nectarhooks.WithAsync(1, 4), nectarhooks.WithIdempotency(store), nectarhooks.WithCallbackTimeout(tt.timeout))
+				nectarhooks.WithAsync(1, 4), nectarhooks.WithIdempotency(store), nectarhooks.WithCallbackTimeout(tt.timeout),
+				// The slow Complete is to hold the worker, not to be given up on.
+				nectarhooks.WithStoreTimeout(time.Minute))
 			replicaGate := make(chan struct{})
 			replica := newAsRig(t, func(context.Context, string, int) error {
 				if tt.replicaHolds {

@@ -36,7 +36,24 @@ import (
 // claim (Complete or Release, fenced by its token) when the callback
 // returns. Until then the claim's lease (WithCallbackTimeout + LeaseGrace)
 // keeps redeliveries from running it twice, and after that a redelivery
-// may run it beside the hung one.
+// may run it beside the hung one. Each such callback keeps its goroutine and
+// payload, so their number is capped (WithMaxOverrunning): at the cap a
+// Handler refuses new deliveries with 503, and an async worker waits for
+// its callback instead of leaving it.
+
+// overrunLimit returns ErrOverrunning while as many callbacks as
+// WithMaxOverrunning allows are running past their deadline.
+func (h *Handler) overrunLimit() error {
+	if h.overrunning.Load() >= int64(h.opts.maxOverrunning) {
+		return ErrOverrunning
+	}
+	return nil
+}
+
+// Overrunning reports how many callbacks are running past their deadline
+// now, left to finish on their own goroutines (see WithCallbackTimeout and
+// WithMaxOverrunning), for a metric or a health check.
+func (h *Handler) Overrunning() int { return int(h.overrunning.Load()) }
 
 // returnGrace is how long past its deadline a callback is waited for
 // before the delivery is answered without it. A callback that watches its
@@ -87,7 +104,7 @@ var callRuns = sync.Pool{New: func() any {
 // after its deadline, a *CallbackError matching ErrCallbackTimeout and
 // context.DeadlineExceeded, leaving the callback to finish and settle on
 // its own goroutine.
-func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, token string) error {
+func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, token string, detached bool) error {
 	ctx, cancel := context.WithTimeout(parent, h.opts.callbackTimeout)
 	c := callRuns.Get().(*callRun)
 	c.h, c.parent, c.ctx, c.cancel, c.msg, c.ev, c.token = h, parent, ctx, cancel, msg, ev, token
@@ -104,7 +121,15 @@ func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, to
 	select {
 	case <-c.done:
 	case <-c.timer.C:
+		if detached && h.overrunLimit() != nil {
+			// An async worker at the cap holds on to its callback rather
+			// than add to the overrunning ones: the queue then fills and
+			// intake answers 503, instead of memory filling.
+			<-c.done
+			break
+		}
 		if c.state.CompareAndSwap(runRunning, runAbandoned) {
+			h.overrunning.Add(1)
 			// The goroutine owns c from here, and settles the claim.
 			return &CallbackError{EventType: msg.EventType, MessageID: msg.ID, Err: fmt.Errorf(
 				"%w after %s: the callback has not returned; it is left to finish: %w",
@@ -145,6 +170,7 @@ func (c *callRun) run() {
 func (c *callRun) finishAbandoned() {
 	h, ctx, err := c.h, c.parent, c.err
 	c.cancel()
+	defer h.overrunning.Add(-1)
 	// Nothing above this goroutine would recover a panic of the store,
 	// the logger or the error handler: it would end the process.
 	defer h.opts.recoverOffRequest(ctx, "after a callback overran its deadline")

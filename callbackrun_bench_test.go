@@ -42,7 +42,7 @@ func BenchmarkCallbackRun(b *testing.B) {
 	b.Run("own-goroutine", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := h.runCallback(parent, msg, ev, ""); err != nil {
+			if err := h.runCallback(parent, msg, ev, "", false); err != nil {
 				b.Fatal(err)
 			}
 		}

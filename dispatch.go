@@ -27,6 +27,10 @@ var (
 	// (WithCallbackTimeout) had passed, or had not returned shortly after
 	// it (503).
 	ErrCallbackTimeout = errors.New("nectarhooks: callback deadline exceeded")
+	// ErrOverrunning: as many callbacks as WithMaxOverrunning allows are
+	// running past their deadline, and no more are started until some
+	// return (503).
+	ErrOverrunning = errors.New("nectarhooks: too many callbacks running past their deadline")
 )
 
 // CallbackError is the error of a callback that returned an error,
@@ -68,10 +72,10 @@ func (e *PanicError) Unwrap() error {
 
 // StatusCode returns the HTTP status a Handler answers for err, as returned
 // by Handler.Dispatch or passed to the error handler: 200 for nil, 405, 413,
-// 401 for verification errors, 400 for invalid payloads, 409 for a message
-// still being processed by an earlier delivery, 503 for a full queue, a
-// callback timeout or an unavailable idempotency store, and 500 for other
-// callback failures. It lets code that does not use net/http, such as an
+// 401 for verification errors, 400 for invalid payloads and message ids,
+// 409 for a message still being processed by an earlier delivery, 503 for a
+// full queue, a callback timeout, too many callbacks overrunning theirs or
+// an unavailable idempotency store, and 500 for other callback failures. It lets code that does not use net/http, such as an
 // AWS Lambda function, answer as the Handler would.
 func StatusCode(err error) int {
 	switch {
@@ -83,12 +87,12 @@ func StatusCode(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrVerification):
 		return http.StatusUnauthorized
-	case errors.Is(err, ErrInvalidPayload), errors.Is(err, ErrReadBody):
+	case errors.Is(err, ErrInvalidPayload), errors.Is(err, ErrReadBody), errors.Is(err, ErrInvalidMessageID):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrInFlight):
 		return http.StatusConflict
 	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrCallbackTimeout),
-		errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown):
+		errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrOverrunning):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -162,7 +166,10 @@ func (c *msgContext) String() string {
 //	body over WithMaxBodyBytes          413 (checked before reading, and while reading); the connection is closed
 //	body shorter than Content-Length    400 (a middleware may have read it first)
 //	verification fails                  401; nothing is decoded or called
+//	svix-id not a valid message id      400 (ErrInvalidMessageID)
 //	body is not a valid payload         400 (see Parse)
+//	too many callbacks overrunning      503, at once (see WithMaxOverrunning)
+//	idempotency store fails or is slow  503, with WithIdempotency (see WithStoreTimeout)
 //	same message still being processed  409, with WithIdempotency
 //	message processed already           200, with WithIdempotency; the callback is not run again
 //	no callback for the event type      200: acknowledged, since a retry cannot help (not queued, with WithAsync)
@@ -189,6 +196,8 @@ type Handler struct {
 	onDocumentCreated     atomic.Pointer[func(context.Context, *DocumentCreated) error]
 	onDocumentUpdated     atomic.Pointer[func(context.Context, *DocumentUpdated) error]
 	onUnhandled           atomic.Pointer[func(context.Context, Message) error]
+
+	overrunning atomic.Int64 // callbacks left running past their deadline
 }
 
 // NewHandler returns a Handler for an endpoint's signing secret, which
@@ -405,12 +414,16 @@ func unlessAcknowledged(err error, msg *Message) error {
 }
 
 // DispatchVerified decodes msg.Payload and calls the callback, without
-// verifying a signature: for messages verified earlier, such as those
+// verifying a signature (it does refuse an invalid msg.ID, with
+// ErrInvalidMessageID): for messages verified earlier, such as those
 // Verifier.Middleware passed on and a service stored to process later, or
 // replays from such storage, whose timestamps are long past the tolerance.
 // Never pass it a payload that was not verified. It ignores WithAsync and
 // returns what Dispatch would.
 func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
+	if err := checkMessageID(msg.ID); err != nil {
+		return err
+	}
 	ev, err := Parse(msg.Payload)
 	if err != nil {
 		return err
@@ -427,6 +440,9 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 func (h *Handler) open(parent context.Context, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
 	id, ts, err := h.verifier.verify(payload, header)
 	ob.lap(&ob.d.Verify)
+	if err == nil {
+		err = checkMessageID(id)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -447,6 +463,9 @@ func (h *Handler) open(parent context.Context, payload []byte, header http.Heade
 // store, if any. It returns errUnhandled or errDuplicate when it
 // acknowledged the message without a callback.
 func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
+	if err := h.overrunLimit(); err != nil {
+		return err
+	}
 	token, err := h.claim(ctx, msg)
 	if err != nil {
 		return err
@@ -458,16 +477,17 @@ func (h *Handler) process(ctx context.Context, msg *Message, ev Event) error {
 
 // claim asks the idempotency store, if any, whether msg may be processed
 // now: the claim's token if so, errDuplicate if it was processed already,
-// ErrInFlight if an earlier delivery of it is being processed.
+// ErrInFlight if an earlier delivery of it is being processed, and an
+// error matching ErrStoreUnavailable if the store failed or did not answer
+// within WithStoreTimeout.
 func (h *Handler) claim(ctx context.Context, msg *Message) (string, error) {
-	store := h.opts.idempotency
-	if store == nil {
+	if h.opts.idempotency == nil {
 		return "", nil
 	}
-	claim, token, err := store.Claim(ctx, msg.ID, h.lease())
+	claim, token, err := h.storeClaim(ctx, msg)
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		return "", err
 	case claim == ClaimDone:
 		h.opts.log().LogAttrs(ctx, slog.LevelDebug, "nectarhooks: message already processed; acknowledged",
 			slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)))
@@ -483,26 +503,17 @@ func (h *Handler) lease() time.Duration { return h.opts.callbackTimeout + LeaseG
 
 // settle records the outcome of a claimed message in the idempotency store:
 // processed when err is nil or an acknowledgement, released for a retry
-// otherwise.
+// otherwise. It waits for the store no longer than WithStoreTimeout, and
+// logs a failure (see callStore).
 func (h *Handler) settle(ctx context.Context, msg *Message, token string, err error) {
-	store := h.opts.idempotency
-	if store == nil {
+	if h.opts.idempotency == nil {
 		return
 	}
-	// The outcome is recorded even when the request's context has ended:
-	// an id left claimed would refuse every retry until its lease expires.
-	ctx = context.WithoutCancel(ctx)
+	op := opComplete
 	if _, ack := acknowledged(err, msg); err != nil && !ack {
-		if rerr := store.Release(ctx, msg.ID, token); rerr != nil {
-			h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: releasing an idempotency claim failed; retries are refused until it expires",
-				slog.String("message_id", msg.ID), slog.Any("error", rerr))
-		}
-		return
+		op = opRelease
 	}
-	if cerr := store.Complete(ctx, msg.ID, token); cerr != nil {
-		h.opts.log().LogAttrs(ctx, slog.LevelError, "nectarhooks: recording a processed message failed; a redelivery would run its callback again",
-			slog.String("message_id", msg.ID), slog.Any("error", cerr))
-	}
+	h.callStore(ctx, op, msg, token)
 }
 
 // call runs the callback for ev with ctx, which carries the callback
@@ -603,6 +614,9 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			var id string
 			var ts int64
 			if id, ts, err = v.verify(body, r.Header); err == nil {
+				err = checkMessageID(id)
+			}
+			if err == nil {
 				r = r.WithContext(&msgContext{Context: r.Context(), msg: Message{
 					ID: id, Timestamp: time.Unix(ts, 0).UTC(), EventType: PeekEventType(body), Payload: body,
 				}})
@@ -760,7 +774,7 @@ func (o *options) report(ctx context.Context, status int, err error) {
 		level, what = slog.LevelError, "nectarhooks: delivery failed"
 	case !verified:
 		var warn bool
-		if warn, suppressed = o.refusals.admit(o.clock()); !warn {
+		if warn, suppressed = o.refusals.admit(); !warn {
 			level = slog.LevelDebug
 		}
 	}
@@ -824,6 +838,8 @@ func reason(status int, err error) string {
 		return "shutting down; retry later"
 	case errors.Is(err, ErrStoreUnavailable):
 		return "idempotency store unavailable; retry later"
+	case errors.Is(err, ErrOverrunning):
+		return "too many callbacks overrunning their deadline; retry later"
 	}
 	return "callback failed"
 }

@@ -1186,7 +1186,7 @@ func TestHandlerLogs(t *testing.T) {
 					h.OnDocumentCreated(func(context.Context, *nectarhooks.DocumentCreated) error { panic("logged") })
 				}
 				body := dispSample(t, d.et)
-				id := "msg_" + d.name
+				id := "msg_" + strings.ReplaceAll(d.name, " ", "_")
 				if d.panics {
 					id = "msg_panic"
 				}

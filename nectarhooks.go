@@ -45,6 +45,22 @@ const DefaultMaxBodyBytes = 1 << 20
 // answer, so the answer still arrives in time.
 const DefaultCallbackTimeout = 10 * time.Second
 
+// DefaultStoreTimeout is how long a Handler waits for each call of its
+// idempotency store (Claim, Complete, Release) by default: a store that
+// answers in milliseconds when healthy and not within a second is not
+// going to answer in time for Svix's 15 seconds. See WithStoreTimeout.
+const DefaultStoreTimeout = time.Second
+
+// DefaultMaxOverrunning is how many callbacks a Handler lets run past their
+// deadline at once by default (see WithMaxOverrunning).
+const DefaultMaxOverrunning = 64
+
+// maxTimeout bounds WithCallbackTimeout and WithStoreTimeout: a day is
+// past any callback a webhook should run, and keeps the arithmetic of
+// leases and deadlines far from overflowing. "No timeout" spelled
+// math.MaxInt64 is refused rather than taken literally.
+const maxTimeout = 24 * time.Hour
+
 // An Option configures a Verifier or a Handler. The same options serve both
 // NewVerifier and NewHandler; each says which it affects.
 type Option func(*options) error
@@ -56,6 +72,8 @@ type options struct {
 	maxBodyBytes    int64
 	logger          *slog.Logger
 	callbackTimeout time.Duration
+	storeTimeout    time.Duration
+	maxOverrunning  int
 	onError         func(ctx context.Context, status int, err error)
 	idempotency     IdempotencyStore
 	async           *asyncConfig
@@ -70,7 +88,10 @@ func newOptions(opts []Option) (*options, error) {
 		clock:           time.Now,
 		maxBodyBytes:    DefaultMaxBodyBytes,
 		callbackTimeout: DefaultCallbackTimeout,
+		storeTimeout:    DefaultStoreTimeout,
+		maxOverrunning:  DefaultMaxOverrunning,
 	}
+	o.refusals.start = time.Now()
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -110,9 +131,9 @@ func WithTolerance(d time.Duration) Option {
 	}
 }
 
-// WithClock sets the clock timestamps are checked against, and that
-// spaces the warnings of refused requests (see WithLogger), for tests.
-// Default: time.Now.
+// WithClock sets the clock timestamps are checked against, for tests.
+// (The warnings of refused requests are spaced on the monotonic clock,
+// whatever this one says; see WithLogger.) Default: time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) error {
 		if now == nil {
@@ -144,7 +165,7 @@ func WithMaxBodyBytes(n int64) Option {
 // Requests refused before they were verified (401, and 400, 405 or 413
 // for requests not read far enough to verify) can come from anyone who
 // reaches the endpoint, so their log volume is bounded: at most one
-// warning per RefusalLogInterval (10 seconds, by the WithClock clock), the
+// warning per RefusalLogInterval (10 seconds, on the monotonic clock), the
 // others logged at debug level; the next warning's "suppressed" attribute
 // counts the refusals logged at debug level since the one before. A wrong
 // secret, which refuses every real delivery, still shows as a warning
@@ -176,14 +197,63 @@ func WithLogger(l *slog.Logger) Option {
 // returns, its idempotency claim is settled as usual, and its error, if
 // other than the deadline's, reaches the error handler with status 0.
 // Until then the claim's lease (d + LeaseGrace) refuses redeliveries with
-// 409; after it, a redelivery runs beside the hung callback. It must be
-// positive. Default: DefaultCallbackTimeout (10 seconds, inside Svix's 15).
+// 409; after it, a redelivery runs beside the hung callback. How many may
+// be left running at once is bounded (WithMaxOverrunning).
+//
+// d must be positive and at most 24 hours; "no timeout" is not on offer,
+// since a callback that never returns holds its message's claim for ever.
+// Default: DefaultCallbackTimeout (10 seconds, inside Svix's 15).
 func WithCallbackTimeout(d time.Duration) Option {
 	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: WithCallbackTimeout(%s): want a positive duration", errInvalidOption, d)
+		if d <= 0 || d > maxTimeout {
+			return fmt.Errorf("%w: WithCallbackTimeout(%s): want a positive duration of at most %s", errInvalidOption, d, maxTimeout)
 		}
 		o.callbackTimeout = d
+		return nil
+	}
+}
+
+// WithStoreTimeout bounds each call a Handler makes to its idempotency
+// store (WithIdempotency): Claim, Complete and Release each get a context
+// with this deadline, and the Handler stops waiting for a call that has not
+// returned shortly after it, also for a store that ignores its context.
+// A Claim past it answers the delivery 503 (ErrStoreUnavailable), and Svix
+// retries; should the store grant the claim later, the Handler releases it.
+// A Complete or Release past it does not change the answer, which the
+// callback's outcome decides: the call goes on in the background, bounded
+// by the same deadline, and a failure is logged.
+//
+// With the defaults, a delivery is answered within the Claim (1 s), the
+// callback (10 s, WithCallbackTimeout) and half a second of grace, and the
+// settling (1 s): 12.5 s, inside the 15 s Svix waits, whatever the store
+// does. d must be positive and at most 24 hours. Default:
+// DefaultStoreTimeout (1 second).
+func WithStoreTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 || d > maxTimeout {
+			return fmt.Errorf("%w: WithStoreTimeout(%s): want a positive duration of at most %s", errInvalidOption, d, maxTimeout)
+		}
+		o.storeTimeout = d
+		return nil
+	}
+}
+
+// WithMaxOverrunning bounds the callbacks a Handler leaves running past
+// their deadline (see WithCallbackTimeout). Each keeps a goroutine, its
+// payload and whatever it holds, so callbacks that ignore their context
+// and hang would otherwise pile up until the process runs out of memory.
+// While n are running, a Handler that runs callbacks before answering
+// refuses new deliveries with 503 (ErrOverrunning) at once, and Svix
+// retries them later; a WithAsync worker waits for its callback instead of
+// leaving it, so the queue fills and intake answers 503 (ErrQueueFull).
+// Handler.Overrunning reports the count. n must be positive. Default:
+// DefaultMaxOverrunning (64).
+func WithMaxOverrunning(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: WithMaxOverrunning(%d): want a positive count", errInvalidOption, n)
+		}
+		o.maxOverrunning = n
 		return nil
 	}
 }

@@ -297,14 +297,14 @@ func outcome(status int, err error) (Outcome, error) {
 // queued is then when the message was claimed and queued at intake.
 func (h *Handler) observedCall(ctx context.Context, msg *Message, ev Event, token string, detached bool, queued time.Time) error {
 	if h.opts.observer == nil {
-		return h.runCallback(ctx, msg, ev, token)
+		return h.runCallback(ctx, msg, ev, token, detached)
 	}
 	d := Delivery{Stage: StageProcess, Detached: detached, Message: msg}
 	if detached {
 		d.Queue = time.Since(queued)
 	}
 	ob := h.observe(ctx, d)
-	err := h.runCallback(ob.ctx, msg, ev, token)
+	err := h.runCallback(ob.ctx, msg, ev, token, detached)
 	ob.lap(&ob.d.Callback)
 	status := 0 // after the answer, as the error handler has it
 	if !detached {

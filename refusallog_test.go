@@ -55,8 +55,10 @@ func (b *syncBuffer) lines(parts ...string) []string {
 // every refusal.
 func TestRefusalLogIsBounded(t *testing.T) {
 	var now atomic.Int64
-	now.Store(time.Now().UnixNano())
+	start := time.Now().UnixNano()
+	now.Store(start)
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	elapsed := func() time.Duration { return time.Duration(now.Load() - start) }
 	secret := nectarhookstest.NewSecret()
 	signer, err := nectarhookstest.NewSigner(secret)
 	require.NoError(t, err)
@@ -77,7 +79,7 @@ func TestRefusalLogIsBounded(t *testing.T) {
 			logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			var handled atomic.Int64
 			serve := func(opts ...nectarhooks.Option) http.Handler {
-				opts = append(opts, nectarhooks.WithClock(clock))
+				opts = append(opts, nectarhooks.WithClock(clock), nectarhooks.WithRefusalClock(elapsed))
 				if side == "Handler" {
 					h, err := nectarhooks.NewHandler(secret, opts...)
 					require.NoError(t, err)
@@ -146,4 +148,36 @@ func TestRefusalLogIsBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A wall clock stepped back (NTP, an operator) must not silence the
+// warnings: the interval runs on the monotonic clock. Here the verifying
+// clock (WithClock) and the signer jump back an hour after the first
+// warning while the monotonic clock moves on by one interval; a wrong
+// secret is warned of again.
+func TestRefusalLogIgnoresWallClockSteps(t *testing.T) {
+	var wall, mono atomic.Int64
+	wall.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, wall.Load()) }
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(nectarhookstest.NewSecret()) // the wrong secret
+	require.NoError(t, err)
+	signer.Now = clock
+	logs := &syncBuffer{}
+	h, err := nectarhooks.NewHandler(secret,
+		nectarhooks.WithClock(clock),
+		nectarhooks.WithRefusalClock(func() time.Duration { return time.Duration(mono.Load()) }),
+		nectarhooks.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	require.NoError(t, err)
+	send := func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, signer.Request("/hook", nectarhookstest.Sample(nectarhooks.EventConnectionUpdated)))
+		require.Equal(t, http.StatusUnauthorized, rec.Code, rec.Body.String())
+	}
+	send()
+	require.Len(t, logs.lines("level=WARN", "delivery refused"), 1)
+	wall.Add(-int64(time.Hour))
+	mono.Add(int64(nectarhooks.RefusalLogInterval))
+	send()
+	assert.Len(t, logs.lines("level=WARN", "delivery refused"), 2, "one interval passed on the monotonic clock")
 }
