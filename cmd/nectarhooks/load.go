@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,10 @@ import (
 // defaultLoadMessages is -n when neither -n nor -duration is given: a few
 // seconds against a receiver on a laptop.
 const defaultLoadMessages = 1000
+
+// maxSchedule is the furthest from the start an open loop can schedule a
+// message: the longest time.Duration.
+const maxSchedule = time.Duration(math.MaxInt64)
 
 type loadFlags struct {
 	url        string
@@ -113,6 +118,9 @@ delivery was accepted, or the run was interrupted.
 
 func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []string) int {
 	c, f := lookup("load"), opts.(*loadFlags)
+	// The float flags are checked for being in range, never for being out
+	// of it: NaN fails every comparison, so "v < 0" would let it through
+	// (a -rate of NaN made a closed loop, silently).
 	fraction := func(v float64) bool { return v >= 0 && v <= 1 }
 	switch {
 	case f.url == "":
@@ -127,6 +135,8 @@ func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		return e.usageError(c, "-duration must be positive, got %s", f.duration)
 	case f.conc < 1:
 		return e.usageError(c, "-c must be at least 1, got %d", f.conc)
+	case math.IsNaN(f.rate) || math.IsInf(f.rate, 0):
+		return e.usageError(c, "-rate must be a number of messages a second, got %g", f.rate)
 	case f.rate < 0:
 		return e.usageError(c, "-rate must not be negative, got %g", f.rate)
 	case f.timeout <= 0:
@@ -137,11 +147,19 @@ func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		return e.usageError(c, "-tamper is a fraction, from 0 to 1; got %g", f.tamper)
 	case !fraction(f.stale):
 		return e.usageError(c, "-stale is a fraction, from 0 to 1; got %g", f.stale)
-	case f.retryScale <= 0 || f.retryScale > 1:
+	case !(f.retryScale > 0 && f.retryScale <= 1):
 		return e.usageError(c, "-retry-scale must be more than 0 and at most 1, got %g", f.retryScale)
 	}
 	if !flagWasSet(fs, "n") && !flagWasSet(fs, "duration") {
 		f.messages = defaultLoadMessages
+	}
+	// Message i of an open loop is due i/rate seconds after the start, a
+	// time.Duration: past its 292 years the schedule cannot be written,
+	// and would wrap round to the past. (With -duration, messages are due
+	// within it, which always fits.)
+	if f.rate > 0 && f.messages > 1 && float64(f.messages-1)/f.rate >= maxSchedule.Seconds() {
+		return e.usageError(c, "-rate %g is too slow for -n %d: the last message would start more than %.0f years from now",
+			f.rate, f.messages, maxSchedule.Hours()/24/365)
 	}
 	signer, err := e.signer(f.secret)
 	if err != nil {

@@ -468,3 +468,31 @@ func TestSvixRetrySchedule(t *testing.T) {
 	assert.Equal(t, 8, svixAttempts, "Svix makes 8 attempts")
 	assert.Equal(t, 27*time.Hour+35*time.Minute+5*time.Second, total, "about 28 hours")
 }
+
+// TestLoadEscapesAnswers checks that the reasons a server gives for its
+// refusals, printed in the report and in -json, reach no terminal raw.
+func TestLoadEscapesAnswers(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "no\x1b]0;pwned\x07"+hostileText)
+	}))
+	t.Cleanup(srv.Close)
+	for _, args := range [][]string{nil, {"-json"}} {
+		t.Run(fmt.Sprint(append([]string{"load"}, args...)), func(t *testing.T) {
+			res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}},
+				append([]string{"load", "-url", srv.URL, "-n", "2", "-c", "1"}, args...)...)
+			assert.Equal(t, exitRefused, res.code)
+			requireInert(t, res.stdout)
+			requireInert(t, res.stderr)
+			if args == nil {
+				assert.Contains(t, res.stdout, `genuine 400       2  no\x1b]0;pwned\x07`+hostileOneLine)
+				return
+			}
+			var r loadReport
+			require.NoError(t, json.Unmarshal([]byte(res.stdout), &r))
+			require.Len(t, r.Refusals, 1)
+			assert.Equal(t, `no\x1b]0;pwned\x07`+hostileOneLine, r.Refusals[0].Reason)
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -404,6 +405,28 @@ func TestOneLine(t *testing.T) {
 	}
 }
 
+func TestEscapeControl(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"printable text as is", "naïve café 🐝 日本語 ¿qué? a\u00a0b", "naïve café 🐝 日本語 ¿qué? a\u00a0b"},
+		{"C0 controls and DEL", "a\x00\t\n\r\x1b[2J\x7fb", `a\x00\x09\x0a\x0d\x1b[2J\x7fb`},
+		{"C1 controls", "\u0085\u009b31m", `\u0085\u009b31m`},
+		{"bidi embeddings, overrides, isolates", "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069", `\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069`},
+		{"marks and other format characters", "\u200e\u200f\u061c\u200b\ufeff\u00ad", `\u200e\u200f\u061c\u200b\ufeff\u00ad`},
+		{"line and paragraph separators", "a\u2028b\u2029c", `a\u2028b\u2029c`},
+		{"beyond the BMP: tag characters", "x\U000e0041", `x\U000e0041`},
+		{"bytes that are not UTF-8", "ok\xff\x9b\xc3", `ok\xff\x9b\xc3`},
+		{"a replacement character", "\ufffd", `\ufffd`},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := escapeControl(tt.in)
+			assert.Equal(t, tt.want, got)
+			requireInert(t, got)
+		})
+	}
+}
+
 func TestShellQuote(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"http://127.0.0.1:8080/webhooks/nectar", "http://127.0.0.1:8080/webhooks/nectar"},
@@ -421,6 +444,79 @@ func TestShellQuote(t *testing.T) {
 			words, err := shellWords(got)
 			require.NoError(t, err)
 			assert.Equal(t, []string{tt.in}, words, "the shell reads back the original")
+		})
+	}
+}
+
+// TestMeaninglessFlagValues checks every float and duration flag against
+// the values that parse but mean nothing: NaN and the infinities, which
+// fail every comparison or pass every bound, negatives, and what each
+// flag's own doc rules out. Each is a usage error naming the flag, before
+// anything is sent.
+func TestMeaninglessFlagValues(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	headers := writeFile(t, "headers.txt", []byte("svix-id: msg_1\n"))
+	body := writeFile(t, "body.json", []byte(`{}`))
+	commands := map[string][]string{
+		"send":   {"send", "-url", srv.URL, "connection.created.v2"},
+		"load":   {"load", "-url", srv.URL, "-n", "10"}, // more than one message: the last one's start bounds -rate
+		"verify": {"verify", "-headers", headers, "-body", body},
+	}
+	tests := []struct {
+		command, flag string
+		values        []string
+	}{
+		{"send", "timeout", []string{"0s", "-1s"}},
+		{"load", "rate", []string{"NaN", "nan", "+Inf", "Inf", "-Inf", "-1", "-0.5", "1e400", "1e-300", "1e-10"}},
+		{"load", "retry-scale", []string{"NaN", "+Inf", "-Inf", "0", "-0", "-1", "1.5"}},
+		{"load", "dup", []string{"NaN", "+Inf", "-Inf", "-0.1", "1.5"}},
+		{"load", "tamper", []string{"NaN", "+Inf", "-Inf", "-0.1", "1.5"}},
+		{"load", "stale", []string{"NaN", "+Inf", "-Inf", "-0.1", "1.5"}},
+		{"load", "timeout", []string{"0s", "-1s"}},
+		{"load", "duration", []string{"0s", "-1s"}},
+		{"verify", "tolerance", []string{"0s", "-1s"}},
+	}
+	for _, tt := range tests {
+		for _, v := range tt.values {
+			t.Run(tt.command+" -"+tt.flag+" "+v, func(t *testing.T) {
+				args := slices.Clone(commands[tt.command])
+				if tt.flag == "duration" {
+					args = slices.DeleteFunc(args, func(a string) bool { return a == "-n" || a == "10" })
+				}
+				args = append(args, "-"+tt.flag, v)
+				res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}}, args...)
+				assert.Equal(t, exitUsage, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+				assert.Empty(t, res.stdout)
+				lines := nonEmptyLines(res.stderr)
+				require.Len(t, lines, 2, res.stderr)
+				assert.True(t, strings.HasPrefix(lines[0], "nectarhooks "+tt.command+": "), lines[0])
+				assert.Regexp(t, "-"+regexp.QuoteMeta(tt.flag)+"[ :]", lines[0], "the error names the flag")
+				assert.Equal(t, "Run 'nectarhooks help "+tt.command+"' for usage.", lines[1])
+			})
+		}
+	}
+	assert.Zero(t, hits.Load(), "nothing was sent")
+}
+
+// TestMeaningfulFlagValues checks the edges the validation of
+// TestMeaninglessFlagValues must still let through.
+func TestMeaningfulFlagValues(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	rcv := newReceiver(t, secret)
+	for _, args := range [][]string{
+		{"-rate", "0"},        // a closed loop
+		{"-rate", "1e6"},      // as fast as it can, on an open loop
+		{"-retry-scale", "1"}, // the real schedule
+		{"-retry-scale", "1e-9"},
+		{"-dup", "0", "-tamper", "1", "-stale", "1"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}},
+				append([]string{"load", "-url", rcv.url, "-n", "2"}, args...)...)
+			assert.Equal(t, exitOK, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
 		})
 	}
 }

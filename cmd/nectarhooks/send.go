@@ -176,7 +176,9 @@ type answerStatus struct {
 }
 
 // post makes one delivery and returns the answer's status and the start of
-// its body on one line.
+// its body on one line. Both are safe to print: what in them comes from
+// the server (the Location of a redirect, the body, a read error) is
+// escaped here, where it enters, so that send and load cannot forget to.
 func post(ctx context.Context, client *http.Client, target string, header http.Header, body []byte) (answerStatus, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -194,11 +196,11 @@ func post(ctx context.Context, client *http.Client, target string, header http.H
 	text, readErr := io.ReadAll(io.LimitReader(resp.Body, maxReadBody))
 	st := answerStatus{code: resp.StatusCode, text: fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		st.text += " (redirect to " + loc + ", not followed)"
+		st.text += " (redirect to " + shownText(loc, maxShownBody) + ", not followed)"
 	}
 	shown := oneLine(string(text), maxShownBody)
 	if readErr != nil {
-		shown += " [body cut short: " + readErr.Error() + "]"
+		shown += " [body cut short: " + escapeControl(readErr.Error()) + "]"
 	}
 	return st, shown, nil
 }
@@ -207,7 +209,14 @@ func post(ctx context.Context, client *http.Client, target string, header http.H
 // cuts it to at most limit bytes, on a character boundary, and escapes
 // what a terminal would act on (see escapeControl).
 func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	return shownText(strings.Join(strings.Fields(s), " "), limit)
+}
+
+// shownText cuts s to at most limit bytes, on a character boundary, and
+// escapes what a terminal would act on: a header value, which has no
+// newline to collapse, but whose other white space (a line separator)
+// must show as the escape it is, not as a space.
+func shownText(s string, limit int) string {
 	if len(s) > limit {
 		cut := limit
 		for cut > 0 && !isRuneStart(s[cut]) {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -383,5 +385,81 @@ func TestSendReadsFilesWithACap(t *testing.T) {
 		assert.Contains(t, res.stderr, "/dev/zero is larger than 1048576 bytes")
 	case <-time.After(60 * time.Second):
 		t.Fatal("send /dev/zero is still reading after a minute")
+	}
+}
+
+// hostileText holds what a hostile server can get through Go's HTTP client
+// in a header value (which refuses C0 controls there, but not these): the
+// bidi override, isolate and marks that reorder what is shown, a line
+// separator, CSI as a C1 control and as a raw byte, and a byte that is not
+// UTF-8.
+const hostileText = "gnp\u202eexe\u2066\u200e\u200f\u061c\u2028\u0085\u009b31m\x9b2J\xff"
+
+// hostileEscaped is hostileText as the CLI must print it; hostileOneLine
+// as it prints a body, whose white space (U+2028 and U+0085 are white
+// space) becomes one space.
+const (
+	hostileEscaped = `gnp\u202eexe\u2066\u200e\u200f\u061c\u2028\u0085\u009b31m\x9b2J\xff`
+	hostileOneLine = `gnp\u202eexe\u2066\u200e\u200f\u061c \u009b31m\x9b2J\xff`
+)
+
+// requireInert fails unless out is valid UTF-8 with no character a
+// terminal acts on or reorders: no control character but the newline, no
+// format character (bidi controls, marks), no line or paragraph separator.
+// It does not use needsEscape, so that it checks the code rather than
+// repeating it.
+func requireInert(t *testing.T, out string) {
+	t.Helper()
+	require.True(t, utf8.ValidString(out), "not UTF-8: %q", out)
+	for _, r := range out {
+		if r == '\n' {
+			continue
+		}
+		bad := unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+		require.False(t, bad, "raw %U in the output: %q", r, out)
+	}
+}
+
+// TestSendEscapesHostileServer checks that nothing a server sends back,
+// the Location of a redirect included, reaches the terminal raw.
+func TestSendEscapesHostileServer(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	tests := []struct {
+		name   string
+		status int
+		header string // the Location header
+		body   string
+		want   string // in stdout
+	}{
+		{
+			name:   "redirect with a hostile Location",
+			status: http.StatusFound,
+			header: "/next/" + hostileText,
+			body:   "moved",
+			want:   `302 Found (redirect to /next/` + hostileEscaped + `, not followed)  moved`,
+		},
+		{
+			name:   "refusal with a hostile body",
+			status: http.StatusForbidden,
+			body:   "denied\x1b[2J\x07\x7f" + hostileText,
+			want:   `403 Forbidden  denied\x1b[2J\x07\x7f` + hostileOneLine,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.header != "" {
+					w.Header()["Location"] = []string{tt.header} // as is, not canonicalised or checked
+				}
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			t.Cleanup(srv.Close)
+			res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}}, "send", "-url", srv.URL, "connection.created.v2")
+			assert.Equal(t, exitRefused, res.code)
+			assert.Contains(t, res.stdout, tt.want)
+			requireInert(t, res.stdout)
+			requireInert(t, res.stderr)
+		})
 	}
 }

@@ -5,23 +5,30 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
-// escapeControl returns s with everything a terminal would act on instead
-// of showing written as an escape: C0 and C1 control characters (ESC
-// starts the sequences that move the cursor, retitle the window or
-// rewrite what was printed), DEL, the bidirectional overrides that reorder
-// what is shown, and bytes that are not UTF-8. A server's answer and a
-// captured header are text from elsewhere; printed raw, they could hide
-// or fake the lines around them.
+// escapeControl returns s with everything that is not printable text
+// written as an escape, the way strconv.Quote writes it (\x1b, \u202e),
+// and printable text left as it is: C0 and C1 control characters (ESC and
+// CSI start the sequences that move the cursor, retitle the window or
+// rewrite what was printed), DEL, format characters (the bidirectional
+// overrides, embeddings and isolates, and the marks U+200E, U+200F and
+// U+061C, which reorder what is shown), line and paragraph separators,
+// and bytes that are not UTF-8. A server's answer and a captured header
+// are text from elsewhere; printed raw, they could hide or fake the lines
+// around them. Everything the CLI prints that came from elsewhere goes
+// through here.
 func escapeControl(s string) string {
 	clean := true
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if needsEscape(r) {
 			clean = false
 			break
 		}
+		i += size
 	}
 	if clean {
 		return s
@@ -32,29 +39,32 @@ func escapeControl(s string) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r < 0x80 && needsEscape(r):
+		case !needsEscape(r):
+			b.WriteString(s[i : i+size])
+		case r < 0x80:
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case needsEscape(r):
+		case r <= 0xffff:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
-			b.WriteString(s[i : i+size])
+			fmt.Fprintf(&b, `\U%08x`, r)
 		}
 		i += size
 	}
 	return b.String()
 }
 
-// needsEscape reports the runes escapeControl writes as escapes.
+// needsEscape reports the runes escapeControl writes as escapes: all but
+// the graphic ones (letters, marks, numbers, punctuation, symbols and
+// spaces). What that leaves out is the control (Cc) and format (Cf)
+// characters, the line and paragraph separators, private-use and
+// unassigned code points, which a terminal may act on or draw as
+// anything, and utf8.RuneError, which decoding yields for a byte that is
+// not UTF-8 (a genuine U+FFFD is escaped too, which is harmless).
 func needsEscape(r rune) bool {
-	switch {
-	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // bidi embeddings, overrides, isolates
-		return true
-	case r == utf8.RuneError:
+	if r == utf8.RuneError {
 		return true
 	}
-	return false
+	return !unicode.IsGraphic(r)
 }
 
 // isTerminal reports whether w is a terminal, so that the live progress

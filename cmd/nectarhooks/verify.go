@@ -106,16 +106,19 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		fmt.Fprintf(e.stdout, "  headers: %s-*\n", hs.prefix)
 		fmt.Fprintf(e.stdout, "  signed: %s, %s %s\n", sent.UTC().Format(time.RFC3339), relativeAge(now.Sub(sent)), clock)
 		if t := nectarhooks.PeekEventType(body); t != "" {
-			fmt.Fprintf(e.stdout, "  event type: %s\n", t)
+			// The body's eventType, which can be any string.
+			fmt.Fprintf(e.stdout, "  event type: %s\n", escapeControl(string(t)))
 		} else {
 			fmt.Fprintln(e.stdout, "  event type: unknown (the body is not a payload whose type can be told)")
 		}
 		return exitOK
 	}
 
-	fmt.Fprintf(e.stdout, "not verified: %s\n", headline(err))
+	fmt.Fprintf(e.stdout, "not verified: %s\n", escapeControl(headline(err)))
+	// The lines quote the capture's header values; escaped here as well,
+	// so that an explanation added later cannot print one raw.
 	for _, line := range explain(err, v, secret, header, hs, body, now, clock, f.tolerance) {
-		fmt.Fprintf(e.stdout, "  %s\n", line)
+		fmt.Fprintf(e.stdout, "  %s\n", escapeControl(line))
 	}
 	return exitRefused
 }

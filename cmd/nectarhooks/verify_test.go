@@ -341,3 +341,52 @@ func TestVerifyReadsSignOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyEscapesTheCapture checks that what verify prints from a
+// capture, which came from elsewhere, reaches no terminal raw: the event
+// type of a body that verifies, and the values of headers that do not.
+func TestVerifyEscapesTheCapture(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	sent := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"eventType": "doc\u001b[2J` + hostileText + `", "id": "d1"}`)
+	sig := signer.Sign("msg_1", sent, body)
+	tests := []struct {
+		name     string
+		headers  string
+		wantCode int
+		want     string // in stdout
+	}{
+		{
+			name:    "hostile event type",
+			headers: fmt.Sprintf("svix-id: msg_1\nsvix-timestamp: %d\nsvix-signature: %s\n", sent.Unix(), sig),
+			// The body's bytes that are not UTF-8 are U+FFFD once decoded.
+			want: `event type: doc\x1b[2J` + strings.ReplaceAll(strings.ReplaceAll(hostileEscaped, `\x9b`, `\ufffd`), `\xff`, `\ufffd`) + "\n",
+		},
+		{
+			name:     "hostile timestamp",
+			headers:  fmt.Sprintf("svix-id: msg_1\nsvix-timestamp: 17%s\nsvix-signature: %s\n", hostileText, sig),
+			wantCode: exitRefused,
+			want:     "not a whole number of Unix seconds",
+		},
+		{
+			name:     "hostile signature",
+			headers:  fmt.Sprintf("svix-id: msg_1\nsvix-timestamp: %d\nsvix-signature: %s\n", sent.Unix(), hostileText),
+			wantCode: exitRefused,
+			want:     "not verified: malformed headers",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hpath := writeFile(t, "headers", []byte(tt.headers))
+			bpath := writeFile(t, "body", body)
+			res := runCLI(t, invocation{vars: map[string]string{secretEnv: secret}, now: nectarhookstest.FixedClock(sent)},
+				"verify", "-headers", hpath, "-body", bpath)
+			assert.Equal(t, tt.wantCode, res.code, "stdout:\n%s\nstderr:\n%s", res.stdout, res.stderr)
+			assert.Contains(t, res.stdout, tt.want)
+			requireInert(t, res.stdout)
+			requireInert(t, res.stderr)
+		})
+	}
+}
