@@ -71,8 +71,15 @@ const LeaseGrace = 2 * time.Second
 //     (DefaultIdempotencyTTL unless configured), counted from the
 //     completion, then is forgotten. A claim in flight is kept for its
 //     lease however short the TTL.
-//   - Forget removes an id in any state, so that its next delivery runs; a
-//     holder of a forgotten claim is stale from then on.
+//   - Forget removes an id in any state, so that its next delivery runs.
+//     It does not stop a holder still running the callback: with no live
+//     claim left to fence, that holder's Complete records the message, as
+//     after a lease that ran out (and its Release does nothing). Forget a
+//     message once its processing has ended.
+//   - Deadlines. Every method returns once its context ends, with an
+//     error, also when the server does not answer at all: a Handler gives
+//     each call WithStoreTimeout and stops waiting then, but a call that
+//     lingers holds a connection of the store's pool.
 //
 // Every method answers for the id alone: ids are opaque strings, compared
 // byte for byte, of any length a svix-id header can have.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,13 @@ type StoreOptions struct {
 	// TTL: how long the store remembers a completed message (the store's
 	// WithTTL). Always positive.
 	TTL time.Duration
+	// Dial, when not nil, is how the store must make every connection to
+	// its server: the gray-failure scenarios pass a FaultProxy's Dial here
+	// to freeze, slow down and cut the store's link. It fits pgx
+	// (pgxpool.Config.ConnConfig.DialFunc) and go-redis
+	// (redis.Options.Dialer). A store that makes no connection through it
+	// has those scenarios skipped.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Timings of the suite. Leases and TTLs are real time, short enough for a
@@ -51,7 +59,12 @@ const (
 // redeliveries and retries run each callback to success exactly once, a
 // hung callback is taken over after its lease without its late failure
 // freeing the new holder's claim, and Forget or an expired TTL makes a
-// message run again.
+// message run again. Last come gray failures, on a FaultProxy between the
+// store and its server (StoreOptions.Dial): calls on a black-holed link
+// return an error once their context ends; settles cut after the server
+// did the work, or before, stay fenced; leases hold on a slow link; and a
+// Handler on a store that stops answering still answers within Svix's 15
+// seconds.
 //
 // A store author calls it from a test of the store's own package:
 //
@@ -63,7 +76,10 @@ const (
 //		})
 //	}
 //
-// newStore is called many times in each subtest, with the subtest's t; a
+// newStore must honour StoreOptions.Dial when it is set, making every
+// connection of the store through it; stores without a server ignore it,
+// and the gray-failure scenarios then skip. newStore is called many times
+// in each subtest, with the subtest's t; a
 // store that needs cleaning up registers it with t.Cleanup. It must return
 // an instance of its own on each call, with connections of its own where
 // the store has any, so that the replica tests mean something. Each
@@ -90,6 +106,10 @@ func TestIdempotencyStore(t *testing.T, newStore func(t *testing.T, opts StoreOp
 		{"HandlerHungCallback", confHandlerHung},
 		{"HandlerForget", confHandlerForget},
 		{"HandlerTTL", confHandlerTTL},
+		{"GrayFrozenLink", confGrayFrozen},
+		{"GrayCutMidCall", confGrayCut},
+		{"GraySlowLink", confGraySlow},
+		{"GrayHandlerAnswersInTime", confGrayHandler},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,6 +425,15 @@ func confForget(t *testing.T, c conf) {
 	expect(t, s, "flight", nectarhooks.ClaimInFlight, "the forgotten holder's Complete must not end the newer claim")
 	complete(t, s, "flight", second)
 	expect(t, s, "flight", nectarhooks.ClaimDone, "completed by the newer holder")
+
+	// Forget of a message in flight that nobody claims again: its holder's
+	// Release does nothing, and its Complete records it, there being no
+	// live claim to fence (as after a lease that ran out).
+	lone := acquire(t, s, "lone", confLong)
+	forget(t, s, "lone")
+	release(t, s, "lone", lone)
+	complete(t, s, "lone", lone)
+	expect(t, s, "lone", nectarhooks.ClaimDone, "the forgotten holder's Complete records it when no newer claim exists")
 }
 
 // confOddIDs are ids that a store must keep apart and store as they are:
