@@ -57,7 +57,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 				token int64
 				done  bool
 			)
-			if err := pool.QueryRow(ctx, s.claimSQL, id, mine, lease.Microseconds()).Scan(&token, &done); err != nil {
+			if err := pool.QueryRow(ctx, s.claimSQL, id, mine, microseconds(lease)).Scan(&token, &done); err != nil {
 				return err
 			}
 			if token != mine {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nectarhooks/nectarhooks"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,12 @@ func TestConformance(t *testing.T) {
 			dropAtEnd(t, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
 		}
 		mu.Unlock()
-		s, err := New(testContext(t), newPool(t, nil), WithTable(table), WithTTL(opts.TTL))
+		pool := newPool(t, func(cfg *pgxpool.Config) {
+			if opts.Dial != nil {
+				cfg.ConnConfig.DialFunc = opts.Dial
+			}
+		})
+		s, err := New(testContext(t), pool, WithTable(table), WithTTL(opts.TTL))
 		require.NoError(t, err)
 		return s
 	})

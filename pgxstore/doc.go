@@ -54,11 +54,18 @@
 // taken over can neither complete nor release the newer claim. A row done
 // within its TTL stays as it is: its first completion counts.
 //
-// Every time is taken from the database's clock (now()), never from the
+// Every time is taken from the database's clock, never from the
 // replicas': replicas' clocks drift apart, and a replica whose clock ran
 // ahead would take over leases that have not expired yet, while one that
 // ran behind would refuse messages whose holder died. With one clock, the
-// database's, every replica agrees on when a lease ends.
+// database's, every replica agrees on when a lease ends. A new expires_at
+// is counted from when the row is written (clock_timestamp()), so a
+// statement that first waited for a lock (DDL, VACUUM FULL or pg_repack
+// holding the table, a transaction holding the row) still grants the
+// whole lease or TTL; whether a row has expired is judged by the time the
+// statement began (now()), which can only judge it late, never take a
+// lease over early. Leases and TTLs are rounded up to whole microseconds,
+// PostgreSQL's unit.
 //
 // # Cleanup
 //

@@ -6,10 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,17 +32,19 @@ func TestHandlerStoreDown(t *testing.T) {
 	tests := []struct {
 		name string
 		// down makes the store's database unreachable.
-		down func(t *testing.T, pool *pgxpool.Pool, proxy *tcpProxy)
+		down func(t *testing.T, pool *pgxpool.Pool, proxy *nectarhookstest.FaultProxy)
 	}{
-		{"pool closed", func(_ *testing.T, pool *pgxpool.Pool, _ *tcpProxy) { pool.Close() }},
-		{"server gone", func(_ *testing.T, _ *pgxpool.Pool, proxy *tcpProxy) { proxy.Close() }},
+		{"pool closed", func(_ *testing.T, pool *pgxpool.Pool, _ *nectarhookstest.FaultProxy) { pool.Close() }},
+		{"server gone", func(t *testing.T, _ *pgxpool.Pool, proxy *nectarhookstest.FaultProxy) {
+			require.NoError(t, proxy.Close())
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			proxy := newTCPProxy(t)
+			proxy := nectarhookstest.NewFaultProxy(t, "")
 			pool := newPool(t, func(c *pgxpool.Config) {
-				c.ConnConfig.Host, c.ConnConfig.Port = proxy.host, proxy.port
+				c.ConnConfig.DialFunc = proxy.Dial
 				c.ConnConfig.ConnectTimeout = 10 * time.Second
 			})
 			store, err := New(testContext(t), pool, WithTable(testTable(t)))
@@ -168,94 +168,6 @@ func TestHandlerReplicas(t *testing.T) {
 // discardLogger keeps the Handlers' expected error logs (callbacks failing
 // on purpose, the store going away) out of the test output.
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// tcpProxy forwards loopback connections to the test server until Close,
-// which also cuts the connections it carries: a database that goes away.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	host   string
-	port   uint16
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T) *tcpProxy {
-	t.Helper()
-	u, err := url.Parse(nectarhookstest.PostgresURL(t))
-	require.NoError(t, err)
-	target := u.Host
-	if u.Port() == "" {
-		target = net.JoinHostPort(u.Hostname(), "5432")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().(*net.TCPAddr)
-	p := &tcpProxy{ln: ln, target: target, host: addr.IP.String(), port: uint16(addr.Port), conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *tcpProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !p.track(c, s) {
-			c.Close()
-			s.Close()
-			return
-		}
-		p.wg.Add(2)
-		go p.pipe(c, s)
-		go p.pipe(s, c)
-	}
-}
-
-// track records the pair unless the proxy is closed.
-func (p *tcpProxy) track(conns ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	for _, c := range conns {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// Close stops accepting, cuts every connection and waits for the proxy's
-// goroutines to end. It may be called more than once.
-func (p *tcpProxy) Close() {
-	p.mu.Lock()
-	p.closed = true
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.ln.Close()
-	p.wg.Wait()
-}
 
 // TestHandlerHungHolder: replica A's callback hangs, ignoring its context;
 // once A's lease is over, replica B takes the message over. A's late

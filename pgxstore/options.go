@@ -37,7 +37,8 @@ func WithTable(name string) Option {
 // redeliveries are acknowledged without running its callback again. Svix
 // retries for about 28 hours, so anything shorter lets late retries run
 // again. Zero or negative: the default, nectarhooks.DefaultIdempotencyTTL
-// (48 hours). It has microsecond resolution, PostgreSQL's.
+// (48 hours). It is rounded up to whole microseconds, PostgreSQL's unit,
+// so that a completion is never forgotten early.
 func WithTTL(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {

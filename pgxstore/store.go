@@ -70,17 +70,34 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 
 func newStore(pool *pgxpool.Pool, table tableName, ttl time.Duration) *Store {
 	t := table.sql()
-	// now() is the database's clock, read once per statement (it is the
-	// time its transaction started, and each of these statements is a
-	// transaction of its own). The replicas' clocks are never used: they
-	// drift apart, and a replica whose clock ran ahead would take over
-	// leases that have not ended yet. now() stays the same throughout the
-	// statement, which the CASEs below rely on; clock_timestamp() would
-	// not.
+	// Every time is the database's clock, never the replicas': they drift
+	// apart, and a replica whose clock ran ahead would take over leases
+	// that have not ended yet. Two of its readings are used:
+	//
+	// now() decides whether a row has expired. It is the time the
+	// statement's transaction began (each of these statements is a
+	// transaction of its own) and stays the same throughout the statement,
+	// so the CASEs below agree with each other. It may be well before the
+	// statement gets its locks, when it waits for the table (DDL, VACUUM
+	// FULL, pg_repack) or for the id's row; a row is then judged expired
+	// late, never early, so a lease is never taken over before its end.
+	//
+	// clock_timestamp() starts each new expires_at: it is read when the row
+	// is written, after those waits, so that a lease or TTL is counted from
+	// when the claim or completion is granted. now() + lease would grant a
+	// lease shortened by the wait, or over already after a wait longer
+	// than the lease, and the next Claim would acquire the message too. In
+	// the UPDATE branches it is read anew rather than taken from excluded,
+	// whose VALUES were computed before the wait for the row's lock. (An
+	// INSERT that waited for another transaction's uncommitted insert or
+	// delete of the same id, and then inserts after all, still writes the
+	// VALUES' reading: the statement has no later point to read the clock
+	// at. The store's own statements hold a row only for their own short
+	// transaction.)
 	return &Store{
 		pool:  pool,
 		table: table,
-		ttl:   ttl.Microseconds(),
+		ttl:   microseconds(ttl),
 
 		// One statement decides and reports: a new id is inserted in
 		// flight; a row past expires_at (lease or TTL over) is taken over
@@ -92,11 +109,11 @@ func newStore(pool *pgxpool.Pool, table tableName, ttl time.Duration) *Store {
 		// return no row at all for done and in flight alike, and telling
 		// them apart would take a second, racing, statement.)
 		claimSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
-VALUES ($1, $2, false, now() + $3 * interval '1 microsecond')
+VALUES ($1, $2, false, clock_timestamp() + $3 * interval '1 microsecond')
 ON CONFLICT (id) DO UPDATE SET
 	token      = CASE WHEN m.expires_at <= now() THEN excluded.token ELSE m.token END,
 	done       = CASE WHEN m.expires_at <= now() THEN false ELSE m.done END,
-	expires_at = CASE WHEN m.expires_at <= now() THEN excluded.expires_at ELSE m.expires_at END
+	expires_at = CASE WHEN m.expires_at <= now() THEN clock_timestamp() + $3 * interval '1 microsecond' ELSE m.expires_at END
 RETURNING token, done`,
 
 		// Done under this token while it is the row's current claim,
@@ -106,8 +123,8 @@ RETURNING token, done`,
 		// message over, or a done row past its TTL). A done row within its
 		// TTL keeps its first completion time.
 		completeSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
-VALUES ($1, $2, true, now() + $3 * interval '1 microsecond')
-ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = excluded.expires_at
+VALUES ($1, $2, true, clock_timestamp() + $3 * interval '1 microsecond')
+ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = clock_timestamp() + $3 * interval '1 microsecond'
 WHERE (m.token = excluded.token AND NOT m.done) OR m.expires_at <= now()`,
 
 		releaseSQL: `DELETE FROM ` + t + ` WHERE id = $1 AND token = $2 AND NOT done`,
@@ -137,6 +154,22 @@ func newToken() int64 {
 	return rand.Int64N(math.MaxInt64) + 1
 }
 
+// microseconds converts a lease or TTL to whole microseconds, the unit of
+// PostgreSQL's intervals, rounding up, and to at least one: a lease or TTL
+// never ends before it was asked to. (Duration.Microseconds truncates, so
+// a TTL under a microsecond would forget a completion at once.) It cannot
+// overflow: math.MaxInt64 nanoseconds is 9223372036854776 µs.
+func microseconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 1
+	}
+	n := int64(d / time.Microsecond)
+	if d%time.Microsecond != 0 {
+		n++
+	}
+	return n
+}
+
 // formatToken spells a token for the holder: base 36, lower case.
 func formatToken(n int64) string { return strconv.FormatInt(n, 36) }
 
@@ -154,14 +187,15 @@ func parseToken(token string) int64 {
 }
 
 // Claim implements nectarhooks.IdempotencyStore in one statement: see the
-// package documentation. Its error is the database's or the pool's.
+// package documentation. The lease is rounded up to whole microseconds.
+// Its error is the database's or the pool's.
 func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
 	mine := newToken()
 	var (
 		token int64
 		done  bool
 	)
-	err := s.pool.QueryRow(ctx, s.claimSQL, key(id), mine, lease.Microseconds()).Scan(&token, &done)
+	err := s.pool.QueryRow(ctx, s.claimSQL, key(id), mine, microseconds(lease)).Scan(&token, &done)
 	switch {
 	case err != nil:
 		return 0, "", fmt.Errorf("pgxstore: claim: %w", err)
