@@ -6,6 +6,7 @@ import (
 
 	"github.com/nectarhooks/nectarhooks"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestConformance runs the IdempotencyStore conformance suite on the store,
@@ -18,14 +19,20 @@ func TestConformance(t *testing.T) {
 			var mu sync.Mutex
 			cleaned := map[string]bool{} // prefixes whose deletion is registered
 			nectarhookstest.TestIdempotencyStore(t, func(t *testing.T, opts nectarhookstest.StoreOptions) nectarhooks.IdempotencyStore {
-				c := testClient(t)
+				// The store's own client, through the suite's link when it
+				// gives one, bounded by its callers' contexts as the
+				// package documentation advises.
+				c := redis.NewClient(&redis.Options{Addr: nectarhookstest.RedisAddr(t), Dialer: opts.Dial, ContextTimeoutEnabled: true})
+				t.Cleanup(func() { _ = c.Close() })
 				prefix := "nectarhooks-test:" + opts.Namespace + ":"
 				mu.Lock()
 				first := !cleaned[prefix]
 				cleaned[prefix] = true
 				mu.Unlock()
 				if first {
-					deleteAtCleanup(t, c, prefix)
+					// On a client of its own: the store's link may be
+					// frozen when the test ends.
+					deleteAtCleanup(t, testClient(t), prefix)
 				}
 				s := New(c, WithPrefix(prefix), WithTTL(opts.TTL))
 				s.claimByScript.Store(mode.byScript)

@@ -4,7 +4,10 @@
 // and the replicas that share a Store's database and prefix run its
 // callback once between them.
 //
-//	store := goredisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}))
+//	store := goredisstore.New(redis.NewClient(&redis.Options{
+//		Addr:                  "127.0.0.1:6379",
+//		ContextTimeoutEnabled: true, // see "When Redis is down"
+//	}))
 //	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store))
 //
 // # Keys and values
@@ -40,6 +43,14 @@
 // its lease and was taken over holds a stale token: its late Complete or
 // Release leaves the new holder's claim alone.
 //
+// go-redis sends a command again, on a new connection, when the first one
+// broke or timed out before the reply arrived (redis.Options.MaxRetries, 3
+// by default), also when the server had run it. Every step takes that: a
+// Claim whose retry finds the key holding its own token (no other claim has
+// it) has acquired the message, rather than reporting it in flight, which
+// would refuse its deliveries until the lease ran out; a Complete, Release
+// or Forget run twice does what it did once.
+//
 // Leases and TTLs are expiries counted by the Redis server (PX), never by
 // the replicas, so the clocks of the replicas do not matter; both are
 // rounded up to whole milliseconds.
@@ -49,18 +60,27 @@
 // together needs Redis 7.0 (or a compatible server, such as Valkey); on an
 // older server, which refuses it, the Store claims with a Lua script that
 // does the same from the first refusal on (that one Claim takes two round
-// trips), so Redis 2.6.12 and newer will do. Scripting must be allowed; no module or particular configuration is
-// needed.
+// trips), so Redis 2.6.12 and newer will do. Scripting must be allowed; no
+// module or particular configuration is needed.
 //
 // # When Redis is down
 //
-// A Claim that fails (server unreachable, timeout) makes the Handler answer
-// 503 without running anything, and Svix retries the delivery later. Set
-// the client's timeouts (redis.Options DialTimeout, ReadTimeout and
-// WriteTimeout, or ContextTimeoutEnabled to follow the request's context)
-// well below Svix's 15 seconds. A Complete or Release that fails is logged
-// by the Handler: the claim then expires with its lease, after which a
-// redelivery runs the callback again.
+// A Claim that fails (server unreachable, timeout), or does not answer
+// within the Handler's store deadline (nectarhooks.WithStoreTimeout, 1
+// second by default), makes the Handler answer 503 without running
+// anything, and Svix retries the delivery later. A Complete or Release that
+// fails is logged by the Handler: the claim then expires with its lease,
+// after which a redelivery runs the callback again.
+//
+// Make the client with ContextTimeoutEnabled: true, so that go-redis ends
+// its reads and writes at the deadline of the context the Handler passes.
+// Without it go-redis ignores that deadline while it waits for a reply: on
+// a link that goes silent without closing (a black-holed network, a frozen
+// server) the Handler stops waiting at its deadline, but the call runs on
+// for the client's ReadTimeout (5 seconds by default), holding a pooled
+// connection meanwhile: under a burst of deliveries those calls pile up
+// and can empty the pool. Keep DialTimeout, ReadTimeout and WriteTimeout a
+// few seconds at most as well, for calls without a deadline.
 //
 // Redis replicates asynchronously: after a failover (Sentinel, Cluster) the
 // new primary may miss the last writes of the old one, so a message claimed

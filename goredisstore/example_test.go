@@ -18,8 +18,14 @@ import (
 func ExampleNew() {
 	client := redis.NewClient(&redis.Options{
 		Addr: "127.0.0.1:6379",
-		// Fail fast, well inside Svix's 15 seconds: a Claim that fails is
-		// answered 503 and Svix retries the delivery later.
+		// End each call at the deadline the Handler gives it
+		// (nectarhooks.WithStoreTimeout): go-redis otherwise waits out
+		// ReadTimeout on a link that went silent, after the Handler has
+		// given up on the call.
+		ContextTimeoutEnabled: true,
+		// Fail fast, well inside Svix's 15 seconds, where no deadline is
+		// given: a Claim that fails is answered 503 and Svix retries the
+		// delivery later.
 		DialTimeout:  2 * time.Second,
 		ReadTimeout:  2 * time.Second,
 		WriteTimeout: 2 * time.Second,
@@ -46,7 +52,8 @@ func ExampleNew_cluster() {
 	client := redis.NewUniversalClient(&redis.UniversalOptions{
 		// Several addresses make a cluster client; with MasterName set, a
 		// Sentinel (failover) client.
-		Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
+		Addrs:                 []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
+		ContextTimeoutEnabled: true, // as in ExampleNew
 	})
 	defer client.Close()
 

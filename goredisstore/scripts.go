@@ -16,7 +16,8 @@ import "github.com/redis/go-redis/v9"
 // claimScript sets the key to ARGV[1] ("inflight:" and the new token) for
 // ARGV[2] milliseconds if it is absent, and returns 0; otherwise it leaves
 // the key alone and returns its value, which Claim reads as done or in
-// flight.
+// flight, or, when it is ARGV[1] itself, as its own claim: go-redis ran the
+// script again after losing the reply of a run that set the key.
 var claimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then

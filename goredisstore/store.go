@@ -51,6 +51,13 @@ var _ nectarhooks.IdempotencyStore = (*Store)(nil)
 // not contact the server; the store does not own the client and never
 // closes it.
 //
+// Make the client with ContextTimeoutEnabled: true. A Handler gives each
+// store call a deadline of its own (nectarhooks.WithStoreTimeout, 1 second
+// by default) and stops waiting for a call that passes it, but go-redis
+// otherwise ignores the deadline for socket reads: a call on a link that
+// went silent keeps running, and holds its pooled connection, for the
+// client's ReadTimeout (5 seconds by default) after the Handler gave up.
+//
 // New panics if client is nil or the prefix is unusable (see WithPrefix).
 func New(client redis.UniversalClient, opts ...Option) *Store {
 	if client == nil {
@@ -67,10 +74,12 @@ func (s *Store) key(id string) string { return s.prefix + id }
 // message's key is absent it becomes "inflight:" and a new random token,
 // expiring after lease (rounded up to whole milliseconds) on the server's
 // clock, and Claim reports ClaimAcquired with that token; a key holding
-// "done" reports ClaimDone, and one holding a claim ClaimInFlight. A lease
-// that ran out has expired with its key, so the message is claimed anew.
-// Errors come from the client (server unreachable, timeout, a cancelled
-// ctx) or are ErrForeignValue.
+// "done" reports ClaimDone, and one holding a claim ClaimInFlight, unless
+// the claim is this call's own, written by an attempt of it whose reply was
+// lost before go-redis sent it again: that is ClaimAcquired. A lease that
+// ran out has expired with its key, so the message is claimed anew. Errors
+// come from the client (server unreachable, timeout, a cancelled ctx) or
+// are ErrForeignValue.
 func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
 	token := rand.Text()
 	old, set, err := s.setIfAbsent(ctx, s.key(id), inFlightPrefix+token, lease)
@@ -92,6 +101,14 @@ func (s *Store) Claim(ctx context.Context, id string, lease time.Duration) (nect
 // SET key value NX PX lease GET, a plain command that costs the server a
 // fraction of a script; on servers before Redis 7.0, which refuse NX with
 // GET, it runs claimScript, which does the same, from then on.
+//
+// A key that already holds value was set by this very call: go-redis sends
+// a command again (MaxRetries, 3 by default) when its connection breaks or
+// its read times out, also after the server ran it and only the reply was
+// lost, and the second SET then finds the first one's value. value holds a
+// token new to this call, so nothing else can have written it; answering
+// "in flight" would leave the message blocked by a claim nobody holds until
+// its lease ran out.
 func (s *Store) setIfAbsent(ctx context.Context, key, value string, lease time.Duration) (old string, set bool, err error) {
 	if !s.claimByScript.Load() {
 		old, err = s.client.Do(ctx, "set", key, value, "nx", "px", millis(lease), "get").Text()
@@ -99,7 +116,7 @@ func (s *Store) setIfAbsent(ctx context.Context, key, value string, lease time.D
 		case err == redis.Nil:
 			return "", true, nil
 		case err == nil:
-			return old, false, nil
+			return old, old == value, nil
 		case !refusesNXGet(err):
 			return "", false, err
 		}
@@ -110,7 +127,7 @@ func (s *Store) setIfAbsent(ctx context.Context, key, value string, lease time.D
 		return "", false, err
 	}
 	if old, ok := res.(string); ok {
-		return old, false, nil
+		return old, old == value, nil
 	}
 	return "", true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -517,12 +518,68 @@ func TestMillis(t *testing.T) {
 		{0, 1},
 		{-time.Second, 1},
 		{48 * time.Hour, 172_800_000},
+		{time.Millisecond - 1, 1},
+		{-1, 1},
+		{math.MinInt64, 1},
+		// The longest Duration, 292 years: rounded up past its last whole
+		// millisecond, without overflowing.
+		{math.MaxInt64, 9_223_372_036_855},
+		{math.MaxInt64 - math.MaxInt64%time.Millisecond, 9_223_372_036_854},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in.String(), func(t *testing.T) {
 			assert.Equal(t, tt.want, millis(tt.in))
 		})
 	}
+}
+
+// TestExtremeDurations takes leases and TTLs at both ends of
+// time.Duration to the server: a nanosecond becomes a millisecond (PX
+// refuses zero), and the longest Duration an expiry of 292 years that
+// Redis accepts, neither cut to zero nor overflowed.
+func TestExtremeDurations(t *testing.T) {
+	const maxMillis = int64(math.MaxInt64/time.Millisecond) + 1 // rounded up
+	tests := []struct {
+		name       string
+		lease, ttl time.Duration
+		wantMillis int64 // the expiry set, before it runs down; 1: it may have run out
+	}{
+		{"a nanosecond", 1, 1, 1},
+		{"just under a millisecond", time.Millisecond - 1, time.Millisecond - 1, 1},
+		{"the longest Duration", math.MaxInt64, math.MaxInt64, maxMillis},
+	}
+	for _, mode := range claimModes {
+		for _, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				s, c := testStoreMode(t, mode.byScript, WithTTL(tt.ttl))
+				ctx := context.Background()
+				key := s.key("msg_ends")
+
+				claim, token, err := s.Claim(ctx, "msg_ends", tt.lease)
+				require.NoError(t, err)
+				require.Equal(t, acquired, claim)
+				assertMillis(t, c, key, tt.wantMillis, "lease")
+
+				require.NoError(t, s.Complete(ctx, "msg_ends", token))
+				assertMillis(t, c, key, tt.wantMillis, "TTL")
+			})
+		}
+	}
+}
+
+// assertMillis checks key's expiry, in the server's milliseconds (PTTL as a
+// Duration would overflow for the longest), against want: at most want and,
+// for a long one, not much less; a 1 ms expiry may have run out already.
+func assertMillis(t *testing.T, c *redis.Client, key string, want int64, what string) {
+	t.Helper()
+	pttl, err := c.Do(context.Background(), "pttl", key).Int64()
+	require.NoError(t, err)
+	if want == 1 {
+		assert.Contains(t, []int64{-2, 0, 1}, pttl, "%s: a 1 ms expiry (-2: it has run out)", what)
+		return
+	}
+	assert.LessOrEqual(t, pttl, want, what)
+	assert.Greater(t, pttl, want-int64(time.Hour/time.Millisecond), "%s: set from the Duration given", what)
 }
 
 // TestRefusesNXGet tells an old server's refusal of SET NX GET, which
