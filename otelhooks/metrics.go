@@ -39,6 +39,11 @@ const (
 	// QueueDepthName is the gauge of messages waiting in the WithAsync
 	// queue, for the Handlers given to Observer.ObserveQueue.
 	QueueDepthName = "nectarhooks.queue.depth"
+	// OverrunningName is the gauge of callbacks running past their
+	// deadline (Handler.Overrunning, bounded by WithMaxOverrunning), for
+	// the Handlers given to Observer.ObserveQueue: callbacks that ignore
+	// their context show here before they exhaust memory.
+	OverrunningName = "nectarhooks.callbacks.overrunning"
 )
 
 // DurationBuckets are the explicit bucket bounds, in seconds, of the
@@ -59,6 +64,7 @@ type instruments struct {
 	duplicates           metric.Int64Counter
 	verificationFailures metric.Int64Counter
 	queueDepth           metric.Int64ObservableGauge
+	overrunning          metric.Int64ObservableGauge
 
 	// sets caches the attribute sets of known event types, outcomes and
 	// statuses, so that recording a delivery neither builds them again nor
@@ -106,6 +112,9 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	err = errors.Join(err, e)
 	in.queueDepth, e = m.Int64ObservableGauge(QueueDepthName, metric.WithUnit("{message}"),
 		metric.WithDescription("Messages waiting in the WithAsync queue (see Observer.ObserveQueue)."))
+	err = errors.Join(err, e)
+	in.overrunning, e = m.Int64ObservableGauge(OverrunningName, metric.WithUnit("{callback}"),
+		metric.WithDescription("Callbacks running past their deadline, left to finish (see Observer.ObserveQueue)."))
 	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err

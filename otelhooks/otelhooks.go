@@ -109,18 +109,21 @@ func (o *Observer) End(ctx context.Context, d nectarhooks.Delivery) {
 }
 
 // ObserveQueue reports h's WithAsync queue depth (Handler.QueueDepth) as
-// the nectarhooks.queue.depth gauge, each time metrics are collected,
-// until the returned Registration is unregistered. The gauge has no
-// attributes, so it reports one Handler per MeterProvider: call it once.
-// For a Handler without WithAsync it reads 0.
+// the nectarhooks.queue.depth gauge, and its callbacks running past their
+// deadline (Handler.Overrunning) as nectarhooks.callbacks.overrunning, each
+// time metrics are collected, until the returned Registration is
+// unregistered. The gauges have no attributes, so they report one Handler
+// per MeterProvider: call it once. For a Handler without WithAsync the
+// queue depth reads 0.
 func (o *Observer) ObserveQueue(h *nectarhooks.Handler) (metric.Registration, error) {
 	if h == nil {
 		return nil, errors.New("otelhooks: ObserveQueue(nil)")
 	}
 	return o.metrics.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		obs.ObserveInt64(o.metrics.queueDepth, int64(h.QueueDepth()))
+		obs.ObserveInt64(o.metrics.overrunning, int64(h.Overrunning()))
 		return nil
-	}, o.metrics.queueDepth)
+	}, o.metrics.queueDepth, o.metrics.overrunning)
 }
 
 var _ nectarhooks.Observer = (*Observer)(nil)

@@ -563,3 +563,32 @@ func TestObserveQueueNil(t *testing.T) {
 	_, err = obs.ObserveQueue(nil)
 	assert.Error(t, err)
 }
+
+// TestOverrunningGauge: a callback that ignores its context and hangs past
+// its deadline shows in the overrunning gauge until it returns.
+func TestOverrunningGauge(t *testing.T) {
+	r := newRig(t, nectarhooks.WithCallbackTimeout(10*time.Millisecond))
+	reg, err := r.obs.ObserveQueue(r.h)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, reg.Unregister()) }()
+	release, returned := make(chan struct{}), make(chan struct{})
+	r.h.OnDocumentCreated(func(context.Context, *nectarhooks.DocumentCreated) error {
+		defer close(returned)
+		<-release
+		return nil
+	})
+	gauge := func() int64 {
+		g, ok := r.metrics(t)[otelhooks.OverrunningName].(metricdata.Gauge[int64])
+		require.True(t, ok)
+		require.Len(t, g.DataPoints, 1)
+		return g.DataPoints[0].Value
+	}
+	assert.Zero(t, gauge())
+	rr := httptest.NewRecorder()
+	r.h.ServeHTTP(rr, r.signer.Request("/", nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+	require.Equal(t, http.StatusServiceUnavailable, rr.Code)
+	assert.Equal(t, int64(1), gauge())
+	close(release)
+	<-returned
+	require.Eventually(t, func() bool { return gauge() == 0 }, 10*time.Second, 5*time.Millisecond)
+}

@@ -197,7 +197,10 @@ func openStore(ctx context.Context, c config, pool *pgxpool.Pool) (nectarhooks.I
 		if addr == "" {
 			return nil, nil, fmt.Errorf("-store redis: set %s (or %s)", redisEnv, redisTestEnv)
 		}
-		client := redis.NewClient(&redis.Options{Addr: addr})
+		// ContextTimeoutEnabled: go-redis then ends a call at the
+		// deadline the Handler gives it (WithStoreTimeout) instead of
+		// holding a pooled connection for its ReadTimeout on a silent link.
+		client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		return goredisstore.New(client, goredisstore.WithPrefix(c.prefix)), func() { client.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("-store %q: want memory, postgres or redis", c.store)
