@@ -43,6 +43,21 @@
 // recorded it runs again). A job discarded after its last attempt, or
 // cancelled, no longer blocks a new one: a later resend runs again.
 //
+// # When the database is slow or gone
+//
+// A delivery that arrives while every insert is busy (WithConcurrentInserts)
+// waits for one to take it, in a batch with the others waiting, for at most
+// the insert timeout (WithInsertTimeout, 5 seconds by default); at most
+// WithMaxPending deliveries wait (512 by default), and one past them is
+// answered 503 at once. Each insert, waiting for a pooled connection
+// included, is bounded by the insert timeout too, so every Enqueue returns
+// within twice the insert timeout (10 seconds by default, inside the 15
+// Svix waits), whether the database refuses connections, answers slowly or
+// not at all. Svix delivers again whatever was answered 503. When
+// PostgreSQL refuses a batch for its contents (a *pgconn.PgError), each of
+// its deliveries is inserted alone in the time left, so that a message the
+// database cannot store fails alone.
+//
 // # Schema
 //
 // River's tables must exist before the first insert: run River's CLI

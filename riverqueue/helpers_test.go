@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -91,6 +92,20 @@ func newPool(tb testing.TB, dbURL string, maxConns int32) *pgxpool.Pool {
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(tb, err)
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// newDialPool opens a pool on dbURL whose connections are made by dial
+// (a nectarhookstest.FaultProxy's Dial, say), closed when the test ends.
+func newDialPool(tb testing.TB, dbURL string, maxConns int32, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	require.NoError(tb, err)
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.DialFunc = dial
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(tb, err)
 	tb.Cleanup(pool.Close)
@@ -291,6 +306,11 @@ func (r *recorder) payload(id string) []byte {
 // quietLogger keeps River's logs of failed attempts (which tests cause on
 // purpose) out of the test output.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// queueFunc is a nectarhooks.Queue made of a function, to wrap a Queue.
+type queueFunc func(ctx context.Context, msg nectarhooks.Message) error
+
+func (f queueFunc) Enqueue(ctx context.Context, msg nectarhooks.Message) error { return f(ctx, msg) }
 
 // pgxTx is the transaction type of River's pgx driver.
 type pgxTx = pgx.Tx

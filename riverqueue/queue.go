@@ -9,33 +9,38 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 
 	"github.com/nectarhooks/nectarhooks"
 )
 
-// DefaultInsertTimeout is how long Enqueue waits for its insert by default:
-// for a connection from an exhausted pool, or a database that does not
-// answer. Past it the Handler answers 503, well inside the 15 seconds Svix
-// waits, and Svix delivers again later.
+// DefaultInsertTimeout is how long an insert may take by default: waiting
+// for a connection from an exhausted pool, or for a database that does not
+// answer. Enqueue returns within twice this (see WithInsertTimeout): past
+// it the Handler answers 503, inside the 15 seconds Svix waits, and Svix
+// delivers again later.
 const DefaultInsertTimeout = 5 * time.Second
 
 // Queue implements nectarhooks.Queue by inserting one River job per
 // message: give it to nectarhooks.WithQueue. Enqueue returns once the job
 // is committed, or once River found the message's job already there (a
 // redelivery), so that the Handler's 202 always means "on disk".
-// Concurrent deliveries share inserts (WithConcurrentInserts). It is safe
-// for concurrent use, and needs no closing: it has no goroutine of its own.
+// Concurrent deliveries share inserts (WithConcurrentInserts), and a
+// bounded number of them wait for one (WithMaxPending). It is safe for
+// concurrent use, and needs no closing: it has no goroutine of its own.
 type Queue[TTx any] struct {
 	client  *river.Client[TTx]
 	opts    river.InsertOpts
 	timeout time.Duration
 	inject  func(ctx context.Context, carrier map[string]string) // WithTraceInjector
 
-	mu         sync.Mutex
-	pending    []*insert // waiting for a batch
-	inserting  int       // batches being inserted now
-	maxInserts int       // WithConcurrentInserts
+	mu          sync.Mutex
+	pending     []*insert // waiting for a batch, oldest first
+	inserting   int       // batches being inserted now
+	maxInserts  int       // WithConcurrentInserts
+	maxPending  int       // WithMaxPending
+	peakPending int       // the longest pending has been, for tests
 }
 
 // An Option configures a Queue.
@@ -46,6 +51,7 @@ type queueOptions struct {
 	maxAttempts int
 	timeout     time.Duration
 	inserts     int
+	pending     int
 	inject      func(ctx context.Context, carrier map[string]string)
 }
 
@@ -66,10 +72,14 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithInsertTimeout bounds each insert, waiting for a pooled connection
-// included. A delivery that arrives while every insert is busy waits for
-// one of them to end first (see WithConcurrentInserts), so its Enqueue may
-// take up to about twice this. Zero or less keeps the default,
-// DefaultInsertTimeout (5 seconds).
+// included, and each delivery's wait for an insert to take it. A delivery
+// that arrives while every insert is busy waits for one of them to end (see
+// WithConcurrentInserts), at most this long, and is then inserted, at most
+// this long again: Enqueue returns within twice this, plus scheduling (10
+// seconds by default, inside the 15 Svix waits for an answer), whatever
+// the database does; keep it under 7 seconds. A delivery that found no
+// insert within this returns an error matching nectarhooks.ErrQueueFull.
+// Zero or less keeps the default, DefaultInsertTimeout (5 seconds).
 func WithInsertTimeout(d time.Duration) Option {
 	return func(o *queueOptions) { o.timeout = d }
 }
@@ -90,6 +100,28 @@ const maxBatch = 128
 // DefaultConcurrentInserts (4); 1 serializes the inserts.
 func WithConcurrentInserts(n int) Option {
 	return func(o *queueOptions) { o.inserts = n }
+}
+
+// DefaultMaxPending is how many deliveries may wait for an insert with the
+// default options: one batch for each of the DefaultConcurrentInserts
+// inserts (see WithMaxPending).
+const DefaultMaxPending = maxBatch * DefaultConcurrentInserts
+
+// WithMaxPending bounds the deliveries that wait for an insert while every
+// insert is busy; past it Enqueue returns an error matching
+// nectarhooks.ErrQueueFull at once, and the Handler answers 503, which Svix
+// retries later. Each waiting delivery holds its request, its body (up to
+// nectarhooks.DefaultMaxBodyBytes) and a goroutine, so the bound also bounds
+// the memory a burst or an unanswering database can take. Zero or less
+// keeps the default: one full batch (128) for each concurrent insert
+// (WithConcurrentInserts), DefaultMaxPending (512) with the default 4. That
+// is what the next round of inserts takes: a delivery past it would wait
+// for the round after, which, when the database does not answer, comes
+// after its own wait ended (WithInsertTimeout), so it would wait only to
+// fail; while the database answers, a round takes milliseconds, and 512
+// waiting means a burst far beyond Svix's usual concurrency.
+func WithMaxPending(n int) Option {
+	return func(o *queueOptions) { o.pending = n }
 }
 
 // WithTraceInjector has inject write the trace context of each delivery
@@ -123,21 +155,37 @@ func New[TTx any](client *river.Client[TTx], opts ...Option) *Queue[TTx] {
 	if o.inserts <= 0 {
 		o.inserts = DefaultConcurrentInserts
 	}
+	if o.pending <= 0 {
+		o.pending = maxBatch * o.inserts
+	}
 	return &Queue[TTx]{
 		client:     client,
 		opts:       river.InsertOpts{Queue: o.queue, MaxAttempts: o.maxAttempts},
 		timeout:    o.timeout,
 		maxInserts: o.inserts,
+		maxPending: o.pending,
 		inject:     o.inject,
 	}
 }
 
+// errBacklog is wrapped by the error of a delivery refused at once because
+// WithMaxPending deliveries already wait for an insert.
+var errBacklog = fmt.Errorf("%w: too many deliveries waiting for an insert", nectarhooks.ErrQueueFull)
+
+// errNoSlot is wrapped by the error of a delivery that waited for an
+// insert until WithInsertTimeout or its context ended.
+var errNoSlot = fmt.Errorf("%w: no insert slot became free", nectarhooks.ErrQueueFull)
+
 // Enqueue inserts the job of msg and commits it. A redelivery of a message
 // whose job exists (available, running, retryable or completed and not yet
 // deleted) inserts nothing and returns nil: the Handler acknowledges it. Any
-// failure returns an error, which the Handler answers with 503. Enqueue
-// waits for the commit, also when ctx ends (an insert under way cannot be
-// taken back, and the wait is bounded by WithInsertTimeout).
+// failure returns an error, which the Handler answers with 503; when the
+// Queue cannot take the delivery (WithMaxPending deliveries wait already, or
+// none of the inserts became free within WithInsertTimeout or before ctx
+// ended) the error matches nectarhooks.ErrQueueFull. Enqueue returns within
+// twice WithInsertTimeout. Once its insert has begun it waits for the
+// commit, also when ctx ends (an insert under way cannot be taken back, and
+// the wait is bounded by WithInsertTimeout).
 func (q *Queue[TTx]) Enqueue(ctx context.Context, msg nectarhooks.Message) error {
 	in := &insert{args: NewArgs(msg), ready: make(chan struct{})}
 	if q.inject != nil {
@@ -149,20 +197,57 @@ func (q *Queue[TTx]) Enqueue(ctx context.Context, msg nectarhooks.Message) error
 		}
 	}
 	q.mu.Lock()
-	if q.inserting < q.maxInserts {
+	switch {
+	case q.inserting < q.maxInserts:
 		q.inserting++
 		q.mu.Unlock()
 		q.run(ctx, []*insert{in})
-	} else {
-		q.pending = append(q.pending, in)
+		return in.err
+	case len(q.pending) >= q.maxPending:
 		q.mu.Unlock()
-		<-in.ready
-		if in.batch != nil {
-			// Handed the next batch: insert it, this message among them.
-			q.run(ctx, in.batch)
-		}
+		return fmt.Errorf("riverqueue: message %s: %w (%d, WithMaxPending)", msg.ID, errBacklog, q.maxPending)
+	}
+	q.pending = append(q.pending, in)
+	q.peakPending = max(q.peakPending, len(q.pending))
+	q.mu.Unlock()
+	if err := q.await(ctx, in); err != nil {
+		return err
+	}
+	if in.batch != nil {
+		// Handed the next batch: insert it, this message among them.
+		q.run(ctx, in.batch)
 	}
 	return in.err
+}
+
+// await waits until in is settled or handed a batch, and returns nil; or,
+// once the insert timeout has passed or ctx ended, takes in out of pending
+// and returns why. If in left pending a moment before, for a batch, its
+// outcome is on its way and await waits for it: the batch's insert is
+// bounded by the insert timeout too.
+func (q *Queue[TTx]) await(ctx context.Context, in *insert) error {
+	t := time.NewTimer(q.timeout)
+	defer t.Stop()
+	var why error
+	select {
+	case <-in.ready:
+		return nil
+	case <-t.C:
+		why = fmt.Errorf("riverqueue: message %s: %w within %s: %w", in.args.ID, errNoSlot, q.timeout, context.DeadlineExceeded)
+	case <-ctx.Done():
+		why = fmt.Errorf("riverqueue: message %s: %w before the delivery ended: %w", in.args.ID, errNoSlot, context.Cause(ctx))
+	}
+	q.mu.Lock()
+	i := slices.Index(q.pending, in)
+	if i >= 0 {
+		q.pending = slices.Delete(q.pending, i, i+1)
+	}
+	q.mu.Unlock()
+	if i < 0 {
+		<-in.ready
+		return nil
+	}
+	return why
 }
 
 // insert is one Enqueue call's message and outcome.
@@ -178,7 +263,7 @@ type insert struct {
 // inserts more than one batch, and the inserts under way stay within
 // maxInserts without a goroutine of the Queue's own.
 func (q *Queue[TTx]) run(ctx context.Context, batch []*insert) {
-	err := q.insertBatch(ctx, batch)
+	q.insertBatch(ctx, batch)
 	q.mu.Lock()
 	var next []*insert
 	if n := min(len(q.pending), maxBatch); n > 0 {
@@ -189,7 +274,6 @@ func (q *Queue[TTx]) run(ctx context.Context, batch []*insert) {
 	}
 	q.mu.Unlock()
 	for i, in := range batch {
-		in.err = err
 		// A batch's first member ran it: it waits on nothing (its ready
 		// is unused, or was closed to hand it the batch).
 		if i > 0 {
@@ -202,39 +286,83 @@ func (q *Queue[TTx]) run(ctx context.Context, batch []*insert) {
 	}
 }
 
-// insertBatch inserts the jobs of batch in one statement and commits them.
-// Two deliveries of one message in a batch become one row: PostgreSQL
-// cannot resolve a unique conflict between two rows of one statement.
-func (q *Queue[TTx]) insertBatch(ctx context.Context, batch []*insert) error {
+// insertBatch inserts the jobs of batch in one statement, commits them,
+// and sets each member's err, all within the insert timeout. Two deliveries
+// of one message in a batch become one row: PostgreSQL cannot resolve a
+// unique conflict between two rows of one statement. When the database
+// refuses the batch (rowError), the refusal may be one member's alone (a
+// string jsonb cannot store, say): each member is then inserted alone, in
+// the time left, so that only the members the database refuses fail, and
+// not every delivery that happened to share their batch.
+func (q *Queue[TTx]) insertBatch(ctx context.Context, batch []*insert) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.timeout)
 	defer cancel()
-	var err error
 	if len(batch) == 1 {
-		_, err = q.client.Insert(ctx, batch[0].args, &q.opts)
-	} else {
-		params := make([]river.InsertManyParams, 0, len(batch))
-		seen := make(map[string]bool, len(batch))
-		for _, in := range batch {
-			if !seen[in.args.ID] {
-				seen[in.args.ID] = true
-				params = append(params, river.InsertManyParams{Args: in.args, InsertOpts: &q.opts})
-			}
+		batch[0].err = q.insertOne(ctx, batch[0])
+		return
+	}
+	params := make([]river.InsertManyParams, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for _, in := range batch {
+		if !seen[in.args.ID] {
+			seen[in.args.ID] = true
+			params = append(params, river.InsertManyParams{Args: in.args, InsertOpts: &q.opts})
 		}
-		// In the order of their unique keys, so that concurrent batches
-		// (other replicas' too) lock them in one order and cannot deadlock.
-		slices.SortFunc(params, func(a, b river.InsertManyParams) int {
-			return strings.Compare(a.Args.(Args).ID, b.Args.(Args).ID)
-		})
-		_, err = q.client.InsertMany(ctx, params)
 	}
+	// In the order of their unique keys, so that concurrent batches
+	// (other replicas' too) lock them in one order and cannot deadlock.
+	slices.SortFunc(params, func(a, b river.InsertManyParams) int {
+		return strings.Compare(a.Args.(Args).ID, b.Args.(Args).ID)
+	})
+	_, err := q.client.InsertMany(ctx, params)
 	if err == nil {
-		return nil
+		return
 	}
+	if rowError(err) {
+		for _, in := range batch {
+			in.err = q.insertOne(ctx, in)
+		}
+		return
+	}
+	err = fmt.Errorf("riverqueue: inserting %d messages: %w", len(batch), q.explain(err))
+	for _, in := range batch {
+		in.err = err
+	}
+}
+
+// insertOne inserts the job of in alone and commits it.
+func (q *Queue[TTx]) insertOne(ctx context.Context, in *insert) error {
+	if _, err := q.client.Insert(ctx, in.args, &q.opts); err != nil {
+		return fmt.Errorf("riverqueue: inserting message %s: %w", in.args.ID, q.explain(err))
+	}
+	return nil
+}
+
+// explain adds the insert timeout to the error of an insert that ran out
+// of it.
+func (q *Queue[TTx]) explain(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer within %s: %w", q.timeout, err)
+		return fmt.Errorf("no answer within %s: %w", q.timeout, err)
 	}
-	if len(batch) == 1 {
-		return fmt.Errorf("riverqueue: inserting message %s: %w", batch[0].args.ID, err)
+	return err
+}
+
+// rowError reports whether err is PostgreSQL refusing a statement for what
+// it holds (a *pgconn.PgError: invalid data, a constraint, a deadlock), so
+// that the rows inserted alone may fare otherwise. Not a timeout or a
+// failed connection, nor the classes of error that concern the server and
+// not the rows (08 connection exception, 53 insufficient resources, 57
+// operator intervention, statement_timeout included, 58 system error):
+// inserted alone, every row would fail the same, and take the time left
+// doing so.
+func rowError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
 	}
-	return fmt.Errorf("riverqueue: inserting %d messages: %w", len(batch), err)
+	switch pgErr.Code[:2] {
+	case "08", "53", "57", "58":
+		return false
+	}
+	return true
 }

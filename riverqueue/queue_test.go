@@ -6,10 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +39,15 @@ func stored(t *testing.T, pool *pgxpool.Pool, id string) storedJob {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(raw, &j.args))
 	return j
+}
+
+// jobs counts the jobs of message id.
+func jobs(t *testing.T, pool *pgxpool.Pool, id string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM river_job WHERE kind = $1 AND args->>'id' = $2`, riverqueue.Kind, id).Scan(&n))
+	return n
 }
 
 func TestQueue(t *testing.T) {
@@ -85,7 +96,7 @@ func TestQueue(t *testing.T) {
 	}{
 		{"defaults: River's default queue and max attempts", nil, "default", 25},
 		{"WithQueueName and WithMaxAttempts", []riverqueue.Option{riverqueue.WithQueueName("webhooks"), riverqueue.WithMaxAttempts(7)}, "webhooks", 7},
-		{"zero and nil options keep the defaults", []riverqueue.Option{nil, riverqueue.WithMaxAttempts(0), riverqueue.WithInsertTimeout(0)}, "default", 25},
+		{"zero and nil options keep the defaults", []riverqueue.Option{nil, riverqueue.WithMaxAttempts(0), riverqueue.WithInsertTimeout(0), riverqueue.WithConcurrentInserts(0), riverqueue.WithMaxPending(0)}, "default", 25},
 	}
 	for _, tc := range options {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,6 +232,159 @@ func TestQueueBatches(t *testing.T) {
 			for _, id := range ids[:10] {
 				assert.Equal(t, 1, stored(t, pool, id).count)
 			}
+		})
+	}
+}
+
+// TestQueueBadRowInBatch puts one message PostgreSQL refuses in a batch of
+// 40: its event type, decoded from a payload whose "type" holds \u0000,
+// carries a NUL character, which jsonb cannot store (the payload itself is
+// stored base64-encoded, and so cannot be refused). Only that delivery
+// fails; the 39 that shared its batch are committed.
+func TestQueueBadRowInBatch(t *testing.T) {
+	const batch, bad = 40, 17
+	pool := newPool(t, newDatabase(t), 1)
+	// One insert at a time, the pool's only connection held: the first
+	// delivery's insert waits for it, and the next 40 wait for that insert,
+	// then go in one batch. The timeout only guards against a hang.
+	q := riverqueue.New(newInsertClient(t, pool), riverqueue.WithConcurrentInserts(1),
+		riverqueue.WithInsertTimeout(wait/3))
+	held, err := pool.Acquire(context.Background())
+	require.NoError(t, err)
+	msg := func(id string) nectarhooks.Message {
+		return nectarhooks.Message{ID: id, Timestamp: time.Now().UTC(), EventType: nectarhooks.EventDocumentCreated, Payload: samples[3]}
+	}
+
+	first := make(chan error, 1)
+	go func() { first <- q.Enqueue(context.Background(), msg(nectarhookstest.NewMessageID())) }()
+	require.Eventually(t, func() bool { return riverqueue.Inserting(q) == 1 }, wait, pollEvery)
+	ids := make([]string, batch)
+	errs := make([]error, batch)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = nectarhookstest.NewMessageID()
+		m := msg(ids[i])
+		if i == bad {
+			m.EventType = "document.created\x00"
+		}
+		wg.Go(func() { errs[i] = q.Enqueue(context.Background(), m) })
+	}
+	require.Eventually(t, func() bool { return riverqueue.PendingLen(q) == batch }, wait, pollEvery)
+	held.Release()
+	wg.Wait()
+	require.NoError(t, <-first)
+
+	var failed []error // of the innocent deliveries
+	for i, err := range errs {
+		if i == bad {
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr, "the refused row's own error")
+			assert.Equal(t, "22P05", pgErr.Code, "untranslatable_character: jsonb refuses \\u0000")
+			assert.Zero(t, jobs(t, pool, ids[i]))
+			continue
+		}
+		if err != nil {
+			failed = append(failed, err)
+			continue
+		}
+		assert.Equal(t, 1, jobs(t, pool, ids[i]), "delivery %d stored", i)
+	}
+	if !assert.Zero(t, len(failed), "innocent deliveries (of %d) failed with the refused one", batch-1) {
+		t.Logf("the first of them: %v", failed[0])
+	}
+	assert.Equal(t, batch, total(jobStates(t, pool)), "the first delivery's job and the batch's 39")
+}
+
+// TestQueueWaiters checks the deliveries that wait for an insert: past
+// WithMaxPending one is refused at once, while the others still wait; one
+// whose context ends leaves the queue, is not inserted and says why; the
+// others are inserted once the insert under way ends.
+func TestQueueWaiters(t *testing.T) {
+	cases := []struct {
+		name string
+		// act runs while the first delivery's insert hangs and the next two
+		// wait behind it, the second of them with ctx, cancelled by cancel.
+		// It returns the ids that must not be stored.
+		act func(t *testing.T, q *riverqueue.Queue[pgxTx], cancel context.CancelFunc, waiting []string) []string
+		// lastErr is what the last waiter's Enqueue returns, beside
+		// nectarhooks.ErrQueueFull; nil: it succeeds.
+		lastErr []error
+	}{
+		{
+			name: "past WithMaxPending, refused at once",
+			act: func(t *testing.T, q *riverqueue.Queue[pgxTx], _ context.CancelFunc, _ []string) []string {
+				id := nectarhookstest.NewMessageID()
+				err := q.Enqueue(context.Background(), nectarhooks.Message{ID: id, Timestamp: time.Now().UTC(), Payload: samples[0]})
+				assert.ErrorIs(t, err, nectarhooks.ErrQueueFull)
+				assert.ErrorIs(t, err, riverqueue.ErrBacklog)
+				// Returned without waiting: everything else is as it was.
+				assert.Equal(t, 2, riverqueue.PendingLen(q), "the others still wait")
+				assert.Equal(t, 1, riverqueue.Inserting(q), "the first insert is still under way")
+				return []string{id}
+			},
+		},
+		{
+			name: "a waiter whose context ends leaves",
+			act: func(t *testing.T, q *riverqueue.Queue[pgxTx], cancel context.CancelFunc, waiting []string) []string {
+				cancel()
+				require.Eventually(t, func() bool { return riverqueue.PendingLen(q) == 1 }, wait, pollEvery)
+				return waiting[1:]
+			},
+			lastErr: []error{riverqueue.ErrNoSlot, context.Canceled},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := newPool(t, newDatabase(t), 1)
+			q := riverqueue.New(newInsertClient(t, pool), riverqueue.WithConcurrentInserts(1),
+				riverqueue.WithMaxPending(2), riverqueue.WithInsertTimeout(wait/3))
+			held, err := pool.Acquire(context.Background())
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+
+			ids := make([]string, 3)
+			errs := make([]error, len(ids))
+			var wg sync.WaitGroup
+			for i := range ids {
+				ids[i] = nectarhookstest.NewMessageID()
+				m := nectarhooks.Message{ID: ids[i], Timestamp: time.Now().UTC(), Payload: samples[1]}
+				ctx := ctx
+				if i < 2 {
+					ctx = context.Background()
+				}
+				wg.Go(func() { errs[i] = q.Enqueue(ctx, m) })
+				if i == 0 { // the first inserts, the others wait
+					require.Eventually(t, func() bool { return riverqueue.Inserting(q) == 1 }, wait, pollEvery)
+				}
+			}
+			require.Eventually(t, func() bool { return riverqueue.PendingLen(q) == 2 }, wait, pollEvery)
+			absent := tc.act(t, q, cancel, ids[1:])
+			held.Release()
+			wg.Wait()
+
+			assert.NoError(t, errs[0])
+			assert.NoError(t, errs[1])
+			if tc.lastErr == nil {
+				assert.NoError(t, errs[2])
+			} else {
+				assert.ErrorIs(t, errs[2], nectarhooks.ErrQueueFull)
+				for _, want := range tc.lastErr {
+					assert.ErrorIs(t, errs[2], want)
+				}
+			}
+			for _, id := range absent {
+				assert.Zero(t, jobs(t, pool, id), "message %s is not stored", id)
+			}
+			want := 0
+			for _, id := range ids {
+				if !slices.Contains(absent, id) {
+					want++
+				}
+			}
+			assert.Equal(t, want, total(jobStates(t, pool)))
+			assert.Zero(t, riverqueue.PendingLen(q))
+			assert.Zero(t, riverqueue.Inserting(q))
 		})
 	}
 }
