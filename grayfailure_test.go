@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,7 +28,20 @@ type stallStore struct {
 	*nectarhooks.MemoryStore
 	stall   map[string]bool // "claim", "complete", "release"
 	release chan struct{}   // closed to let the stalled calls through
-	calls   sync.WaitGroup  // every call, to wait for the stalled ones
+	// calls entered and returned, to wait for the stalled ones (a
+	// WaitGroup would not do: a call's goroutine may start after the
+	// test has begun to wait)
+	entered, returned atomic.Int64
+}
+
+// settled waits until the stall store has been called and every call
+// has returned.
+func (s *stallStore) settled(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n := s.entered.Load()
+		return n > 0 && s.returned.Load() == n
+	}, 10*time.Second, time.Millisecond, "the stalled store calls return once let through")
 }
 
 func newStallStore(methods ...string) *stallStore {
@@ -47,22 +59,22 @@ func (s *stallStore) wait(method string) {
 }
 
 func (s *stallStore) Claim(ctx context.Context, id string, lease time.Duration) (nectarhooks.Claim, string, error) {
-	s.calls.Add(1)
-	defer s.calls.Done()
+	s.entered.Add(1)
+	defer s.returned.Add(1)
 	s.wait("claim")
 	return s.MemoryStore.Claim(ctx, id, lease)
 }
 
 func (s *stallStore) Complete(ctx context.Context, id, token string) error {
-	s.calls.Add(1)
-	defer s.calls.Done()
+	s.entered.Add(1)
+	defer s.returned.Add(1)
 	s.wait("complete")
 	return s.MemoryStore.Complete(ctx, id, token)
 }
 
 func (s *stallStore) Release(ctx context.Context, id, token string) error {
-	s.calls.Add(1)
-	defer s.calls.Done()
+	s.entered.Add(1)
+	defer s.returned.Add(1)
 	s.wait("release")
 	return s.MemoryStore.Release(ctx, id, token)
 }
@@ -116,7 +128,7 @@ func TestStoreThatDoesNotAnswer(t *testing.T) {
 			// The store answers again: the stalled call finishes in the
 			// background and cleans up after itself.
 			close(store.release)
-			store.calls.Wait()
+			store.settled(t)
 			require.Eventually(t, func() bool {
 				rec := r.deliver("msg_stalled")
 				if rec.Code >= 500 && !tt.fail {
@@ -141,7 +153,7 @@ func TestStoreThatDoesNotAnswer(t *testing.T) {
 // bounded too.
 func TestStoreStallsDuringAsyncIntake(t *testing.T) {
 	store := newStallStore("claim")
-	defer func() { close(store.release); store.calls.Wait() }()
+	defer func() { close(store.release); store.settled(t) }()
 	r := newAsRig(t, func(context.Context, string, int) error { return nil },
 		nectarhooks.WithAsync(1, 4), nectarhooks.WithIdempotency(store), nectarhooks.WithStoreTimeout(100*time.Millisecond))
 	start := time.Now()
