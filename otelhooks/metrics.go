@@ -44,6 +44,12 @@ const (
 	// the Handlers given to Observer.ObserveQueue: callbacks that ignore
 	// their context show here before they exhaust memory.
 	OverrunningName = "nectarhooks.callbacks.overrunning"
+	// BacklogName is the gauge of messages a durable queue holds for its
+	// workers (accepted with 202, not taken by a worker yet), and
+	// BacklogAgeName the gauge, in seconds, of how long the oldest of them
+	// has waited, for the function given to Observer.ObserveBacklog.
+	BacklogName    = "nectarhooks.queue.backlog"
+	BacklogAgeName = "nectarhooks.queue.backlog.age"
 )
 
 // DurationBuckets are the explicit bucket bounds, in seconds, of the
@@ -65,6 +71,8 @@ type instruments struct {
 	verificationFailures metric.Int64Counter
 	queueDepth           metric.Int64ObservableGauge
 	overrunning          metric.Int64ObservableGauge
+	backlog              metric.Int64ObservableGauge
+	backlogAge           metric.Float64ObservableGauge
 
 	// sets caches the attribute sets of known event types, outcomes and
 	// statuses, so that recording a delivery neither builds them again nor
@@ -115,6 +123,12 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	err = errors.Join(err, e)
 	in.overrunning, e = m.Int64ObservableGauge(OverrunningName, metric.WithUnit("{callback}"),
 		metric.WithDescription("Callbacks running past their deadline, left to finish (see Observer.ObserveQueue)."))
+	err = errors.Join(err, e)
+	in.backlog, e = m.Int64ObservableGauge(BacklogName, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages a durable queue holds for its workers (see Observer.ObserveBacklog)."))
+	err = errors.Join(err, e)
+	in.backlogAge, e = m.Float64ObservableGauge(BacklogAgeName, metric.WithUnit("s"),
+		metric.WithDescription("How long the oldest message in a durable queue has waited for a worker (see Observer.ObserveBacklog)."))
 	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ package otelhooks
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -124,6 +125,36 @@ func (o *Observer) ObserveQueue(h *nectarhooks.Handler) (metric.Registration, er
 		obs.ObserveInt64(o.metrics.overrunning, int64(h.Overrunning()))
 		return nil
 	}, o.metrics.queueDepth, o.metrics.overrunning)
+}
+
+// ObserveBacklog reports what read returns, each time metrics are
+// collected, as the nectarhooks.queue.backlog gauge (messages a durable
+// queue holds for its workers) and nectarhooks.queue.backlog.age (seconds
+// the oldest has waited), until the returned Registration is unregistered.
+// With WithQueue a 202 means accepted, not processed: these gauges say
+// whether the workers keep up. For River, read with riverqueue.ReadBacklog:
+//
+//	obs.ObserveBacklog(func(ctx context.Context) (int64, time.Duration, error) {
+//		b, err := riverqueue.ReadBacklog(ctx, pool, "")
+//		return b.Available, b.OldestAge, err
+//	})
+//
+// An error of read skips that collection's values and is returned to the
+// MeterProvider, which reports it (otel.Handle). The gauges have no
+// attributes: call it once per MeterProvider.
+func (o *Observer) ObserveBacklog(read func(ctx context.Context) (waiting int64, oldest time.Duration, err error)) (metric.Registration, error) {
+	if read == nil {
+		return nil, errors.New("otelhooks: ObserveBacklog(nil)")
+	}
+	return o.metrics.meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
+		waiting, oldest, err := read(ctx)
+		if err != nil {
+			return err
+		}
+		obs.ObserveInt64(o.metrics.backlog, waiting)
+		obs.ObserveFloat64(o.metrics.backlogAge, oldest.Seconds())
+		return nil
+	}, o.metrics.backlog, o.metrics.backlogAge)
 }
 
 var _ nectarhooks.Observer = (*Observer)(nil)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -591,4 +592,30 @@ func TestOverrunningGauge(t *testing.T) {
 	close(release)
 	<-returned
 	require.Eventually(t, func() bool { return gauge() == 0 }, 10*time.Second, 5*time.Millisecond)
+}
+
+// TestObserveBacklog: the backlog gauges read what the function returns at
+// each collection.
+func TestObserveBacklog(t *testing.T) {
+	r := newRig(t)
+	var waiting atomic.Int64
+	reg, err := r.obs.ObserveBacklog(func(context.Context) (int64, time.Duration, error) {
+		return waiting.Load(), time.Duration(waiting.Load()) * time.Second, nil
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, reg.Unregister()) }()
+	for _, n := range []int64{0, 1700, 3} {
+		waiting.Store(n)
+		m := r.metrics(t)
+		g, ok := m[otelhooks.BacklogName].(metricdata.Gauge[int64])
+		require.True(t, ok)
+		require.Len(t, g.DataPoints, 1)
+		assert.Equal(t, n, g.DataPoints[0].Value)
+		age, ok := m[otelhooks.BacklogAgeName].(metricdata.Gauge[float64])
+		require.True(t, ok)
+		require.Len(t, age.DataPoints, 1)
+		assert.Equal(t, float64(n), age.DataPoints[0].Value)
+	}
+	_, err = r.obs.ObserveBacklog(nil)
+	assert.Error(t, err)
 }
