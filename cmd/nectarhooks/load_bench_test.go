@@ -37,7 +37,7 @@ func BenchmarkLoadOverhead(b *testing.B) {
 
 	b.Run("load", func(b *testing.B) {
 		g := newLoadGen(loadConfig{
-			url:         srv.URL,
+			urls:        []string{srv.URL},
 			signer:      signer,
 			payloads:    []payload{{label: "connection.updated.v2", body: body}},
 			messages:    b.N,

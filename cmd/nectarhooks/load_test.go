@@ -344,10 +344,11 @@ func TestLoadJSONSchema(t *testing.T) {
 		return ks
 	}
 	assert.Equal(t, []string{
-		"acknowledged", "concurrency", "deliveries", "deliveries_per_second", "failures", "forged", "interrupted",
-		"latency_ms", "messages", "pass", "rate", "refusals", "resent", "resent_accepted", "retries", "seconds",
-		"stale", "status", "unacknowledged", "unacknowledged_ids", "url",
-	}, keys(m))
+		"acknowledged", "answered_2xx", "answered_2xx_per_second", "concurrency", "deliveries", "deliveries_per_second",
+		"failures", "forged", "hints", "interrupted", "latency_ms", "messages", "no_answer", "pass", "per_url", "rate",
+		"refusals", "refused", "resent", "resent_accepted", "retries", "seconds", "stale", "status", "unacknowledged",
+		"unacknowledged_ids", "url",
+	}, keys(m), "no wait without -wait-url")
 	assert.Equal(t, []string{"count", "max", "mean", "p50", "p90", "p99", "p99_9"}, keys(m["latency_ms"].(map[string]any)))
 	assert.Equal(t, []string{"accepted", "sent"}, keys(m["forged"].(map[string]any)))
 	refusals := m["refusals"].([]any)
@@ -356,6 +357,11 @@ func TestLoadJSONSchema(t *testing.T) {
 	assert.Equal(t, map[string]any{"what": "forged", "status": "401", "reason": "nectarhooks: no matching signature", "count": 2.0}, refusals[0])
 	assert.Equal(t, map[string]any{"200": 10.0, "401": 2.0}, m["status"])
 	assert.Equal(t, true, m["pass"])
+	perURL, ok := m["per_url"].([]any)
+	require.True(t, ok, "per_url is a list: %v", m["per_url"])
+	require.Len(t, perURL, 1)
+	assert.Equal(t, map[string]any{"url": rcv.url, "deliveries": 12.0, "answered_2xx": 10.0, "refused": 2.0, "no_answer": 0.0}, perURL[0])
+	assert.Equal(t, []any{}, m["hints"], "nothing failed that needs a hint")
 	assert.Empty(t, res.stderr, "nothing but the JSON")
 
 	help := runCLI(t, invocation{}, "help", "load").stdout
@@ -372,7 +378,6 @@ func TestLoadTextReport(t *testing.T) {
 	require.Equal(t, exitOK, res.code, res.stderr)
 	for _, want := range []string{
 		"load: 40 messages to " + rcv.url + ", up to 8 at a time, closed loop\n",
-		"deliveries   54 in ",
 		"latency      p50 ", " p99.9 ", "(50 genuine deliveries, from the send)",
 		"stale   401       4  nectarhooks: message timestamp too old",
 		"messages     40: 40 acknowledged, 0 never acknowledged\n",
@@ -382,6 +387,10 @@ func TestLoadTextReport(t *testing.T) {
 	} {
 		assert.Contains(t, res.stdout, want)
 	}
+	// A concurrent resend may be answered 409 while the first attempt
+	// runs: 50 answered 2xx at most, 4 refused at least.
+	assert.Regexp(t, `\nacknowledged \d+/s: (4\d|50) of 54 deliveries answered 2xx in \d+\.\d\ds\n`+
+		`not 2xx      \d refused \(4 of them forged or stale, as they must be\), 0 without an answer\n`, res.stdout)
 	assert.Empty(t, res.stderr, "no progress line when stderr is not a terminal")
 }
 
@@ -401,14 +410,14 @@ func TestLoadProgress(t *testing.T) {
 	p := progress.String()
 	assert.True(t, strings.HasPrefix(p, "\r\x1b[K"), "each redraw starts at the line's start: %q", p)
 	assert.True(t, strings.HasSuffix(p, "\r\x1b[K"), "the line is erased at the end: %q", p)
-	assert.Regexp(t, `\d+\.\ds  \d+ deliveries  \d+ 2xx  0 not  \d+/s`, p)
+	assert.Regexp(t, `\d+\.\ds  \d+ deliveries  \d+ 2xx  0 not  \d+ 2xx/s`, p)
 	assert.NotContains(t, p, "\n", "one line, redrawn")
 	assert.Empty(t, stderr.String())
 }
 
 func TestProgressLine(t *testing.T) {
-	assert.Equal(t, "   2.0s  300 deliveries  290 2xx  10 not  150/s", progressLine(300, 290, 2*time.Second))
-	assert.Equal(t, "   0.0s  0 deliveries  0 2xx  0 not  0/s", progressLine(0, 0, 0))
+	assert.Equal(t, "   2.0s  300 deliveries  290 2xx  10 not  145 2xx/s", progressLine(300, 290, 2*time.Second), "the rate of 2xx answers, not of attempts")
+	assert.Equal(t, "   0.0s  0 deliveries  0 2xx  0 not  0 2xx/s", progressLine(0, 0, 0))
 }
 
 // TestLoadInterrupted checks that Ctrl-C stops the run, reports what was

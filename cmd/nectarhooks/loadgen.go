@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
@@ -52,6 +53,7 @@ type message struct {
 	id      string
 	payload *payload
 	resend  resendPlan
+	target  int // the index of the -url its first attempt goes to
 	acked   atomic.Bool
 }
 
@@ -76,7 +78,7 @@ type delivery struct {
 
 // loadConfig is what a load run does.
 type loadConfig struct {
-	url         string
+	urls        []string // deliveries are spread over them (see target)
 	signer      *nectarhookstest.Signer
 	payloads    []payload
 	messages    int           // messages to send; 0 when duration is set
@@ -109,6 +111,7 @@ type loadGen struct {
 	seq       int // deliveries queued, for a stable order
 	resends   int // messages with a resend planned
 	forgeries int // forged deliveries planned
+	extras    int // forged and stale messages made
 }
 
 func newLoadGen(cfg loadConfig) *loadGen {
@@ -117,7 +120,7 @@ func newLoadGen(cfg loadConfig) *loadGen {
 	// connections per host would make most deliveries dial anew and
 	// measure the TCP handshake instead of the receiver.
 	transport.MaxIdleConnsPerHost = cfg.concurrency
-	transport.MaxIdleConns = cfg.concurrency
+	transport.MaxIdleConns = cfg.concurrency * len(cfg.urls)
 	return &loadGen{
 		cfg: cfg,
 		client: &http.Client{
@@ -126,7 +129,7 @@ func newLoadGen(cfg loadConfig) *loadGen {
 			// Svix does not follow redirects: a 3xx is a failed delivery.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		stats: newLoadStats(),
+		stats: newLoadStats(len(cfg.urls)),
 	}
 }
 
@@ -273,7 +276,7 @@ func (g *loadGen) run(ctx context.Context) {
 
 // newMessage makes message i and its first delivery.
 func (g *loadGen) newMessage(i int, due time.Time) *delivery {
-	m := &message{id: g.cfg.newID(), payload: &g.cfg.payloads[i%len(g.cfg.payloads)]}
+	m := &message{id: g.cfg.newID(), payload: &g.cfg.payloads[i%len(g.cfg.payloads)], target: i % len(g.cfg.urls)}
 	if every(g.cfg.dup, i) {
 		// Alternate, so that both races are exercised: a resend that
 		// finds the first attempt still running (the receiver must not
@@ -312,9 +315,30 @@ func (g *loadGen) scheduleExtras(pending *deliveryHeap, first *delivery, i int) 
 
 // extraMessage is a message of its own for a forged or stale delivery:
 // a new id, so that a receiver refusing it cannot be confused with one
-// that remembers the genuine message.
+// that remembers the genuine message. The extras take the URLs in turn
+// on their own: every replica must refuse them, and following the
+// genuine messages' turn could send them all to one.
 func (g *loadGen) extraMessage(first *delivery) *message {
-	return &message{id: g.cfg.newID(), payload: first.msg.payload}
+	g.extras++
+	return &message{id: g.cfg.newID(), payload: first.msg.payload, target: g.extras % len(g.cfg.urls)}
+}
+
+// target returns the index of the -url a delivery goes to. Messages take
+// the URLs in turn (round robin), and every later delivery of a message
+// goes to the URL after the one before it: a retry's attempt n to the
+// (n-1)th next, a resend to the next. With several replicas behind
+// several URLs that is what Svix does, whose redeliveries reach whichever
+// replica the load balancer picks; it is the case an idempotency store
+// shared by the replicas is for, and a store local to each misses.
+func (g *loadGen) target(d *delivery) int {
+	n := len(g.cfg.urls)
+	switch d.kind {
+	case kindRetry:
+		return (d.msg.target + d.attempt - 1) % n
+	case kindDup:
+		return (d.msg.target + 1) % n
+	}
+	return d.msg.target
 }
 
 func (g *loadGen) push(pending *deliveryHeap, d *delivery) {
@@ -328,13 +352,14 @@ func (g *loadGen) push(pending *deliveryHeap, d *delivery) {
 func (g *loadGen) deliver(ctx context.Context, d *delivery) []*delivery {
 	sentAt := time.Now()
 	header, body := g.sign(d)
-	status, reason, err := post(ctx, g.client, g.cfg.url, header, body)
+	target := g.target(d)
+	status, reason, err := post(ctx, g.client, g.cfg.urls[target], header, body)
 	answeredAt := time.Now()
 	from := sentAt
 	if g.cfg.rate > 0 {
 		from = d.due
 	}
-	o := outcome{kind: d.kind, latency: answeredAt.Sub(from)}
+	o := outcome{kind: d.kind, target: target, latency: answeredAt.Sub(from)}
 	switch {
 	case err == nil:
 		o.status = status.code
@@ -345,6 +370,7 @@ func (g *loadGen) deliver(ctx context.Context, d *delivery) []*delivery {
 		o.interrupted = true
 	default:
 		o.failure = escapeControl(err.Error())
+		o.connRefused = errors.Is(err, syscall.ECONNREFUSED)
 	}
 	ok := o.status >= 200 && o.status < 300
 	if ok && d.kind.genuine() {

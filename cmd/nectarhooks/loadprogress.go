@@ -27,12 +27,13 @@ func showProgress(w io.Writer, s *loadStats, start time.Time, stop <-chan struct
 }
 
 // progressLine is the text of the progress line: elapsed time, deliveries
-// answered (2xx or not) and the rate so far.
+// made, those answered 2xx and not, and the rate of 2xx answers so far:
+// the rate of all deliveries is highest when every one fails at once.
 func progressLine(done, ok int64, elapsed time.Duration) string {
 	rate := 0.0
 	if elapsed > 0 {
-		rate = float64(done) / elapsed.Seconds()
+		rate = float64(ok) / elapsed.Seconds()
 	}
-	return fmt.Sprintf("%6.1fs  %d deliveries  %d 2xx  %d not  %.0f/s",
+	return fmt.Sprintf("%6.1fs  %d deliveries  %d 2xx  %d not  %.0f 2xx/s",
 		elapsed.Seconds(), done, ok, done-ok, rate)
 }

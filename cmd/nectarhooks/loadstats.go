@@ -2,8 +2,10 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,12 +30,14 @@ const maxReasons = 20
 // outcome is what became of one delivery.
 type outcome struct {
 	kind        deliveryKind
+	target      int // the index of the -url it went to
 	latency     time.Duration
 	status      int    // the answer's status; 0 without an answer
 	reason      string // the start of the answer's body, escaped
 	timedOut    bool   // no answer within -timeout
 	interrupted bool   // cancelled by Ctrl-C
 	failure     string // no answer for another reason: refused connection, reset...
+	connRefused bool   // the failure was a refused connection: nothing listens there
 }
 
 func (o outcome) accepted() bool { return o.status >= 200 && o.status < 300 }
@@ -65,6 +69,19 @@ type kindCounts struct {
 	sent, accepted int64
 }
 
+// urlCounts counts the deliveries to one -url: what the report lists per
+// URL, and what the hints are drawn from. A replica that is down, or
+// configured with another secret, shows up here while the others pass.
+type urlCounts struct {
+	deliveries, answered2xx, refused, noAnswer int64
+
+	genuineAnswered int64 // genuine deliveries that got an answer
+	noSignature     int64 // of which 401 "no matching signature": the wrong secret
+	badTimestamp    int64 // of which 401 for the timestamp: clocks apart
+	connRefused     int64 // deliveries refused a connection
+	timedOut        int64
+}
+
 // loadStats accumulates outcomes from every worker.
 type loadStats struct {
 	mu       sync.Mutex
@@ -73,6 +90,7 @@ type loadStats struct {
 	status   map[string]int64
 	refusals map[refusalKey]int64
 	failures map[string]int64 // deliveries without an answer, by error
+	perURL   []urlCounts      // by index of -url
 	start    time.Time
 	stop     time.Time
 
@@ -80,8 +98,9 @@ type loadStats struct {
 	done, ok atomic.Int64
 }
 
-func newLoadStats() *loadStats {
+func newLoadStats(urls int) *loadStats {
 	return &loadStats{
+		perURL:   make([]urlCounts, urls),
 		latency:  hdrhistogram.New(1, latencyHighest, latencyDigits),
 		status:   make(map[string]int64),
 		refusals: make(map[refusalKey]int64),
@@ -113,6 +132,31 @@ func (s *loadStats) record(o outcome) {
 		s.kinds[o.kind].accepted++
 	}
 	s.status[o.statusKey()]++
+	u := &s.perURL[o.target]
+	u.deliveries++
+	switch {
+	case o.accepted():
+		u.answered2xx++
+	case o.status != 0:
+		u.refused++
+	default:
+		u.noAnswer++
+	}
+	if o.connRefused {
+		u.connRefused++
+	}
+	if o.timedOut {
+		u.timedOut++
+	}
+	if o.kind.genuine() && o.status != 0 {
+		u.genuineAnswered++
+		if o.status == 401 && strings.Contains(o.reason, "no matching signature") {
+			u.noSignature++
+		}
+		if o.status == 401 && strings.Contains(o.reason, "timestamp") {
+			u.badTimestamp++
+		}
+	}
 	if o.kind.genuine() && (o.status != 0 || o.timedOut) {
 		us := max(int64(o.latency/latencyUnit), 1)
 		// A value past the highest trackable is kept as the highest,
@@ -148,12 +192,25 @@ func (s *loadStats) countFailure(msg string) {
 // loadReport is the result of a run, as -json prints it. Its fields are
 // the schema CI scripts read; add to it, never rename.
 type loadReport struct {
-	URL         string  `json:"url"`
+	URL         string  `json:"url"` // the first -url; PerURL has each
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"rate"` // new messages per second; 0 for a closed loop
 	Seconds     float64 `json:"seconds"`
 	Deliveries  int64   `json:"deliveries"`
-	PerSecond   float64 `json:"deliveries_per_second"`
+	// PerSecond counts every attempt, failed ones too: against nothing
+	// listening it is at its highest. The throughput is Answered2xxPerSecond.
+	PerSecond            float64     `json:"deliveries_per_second"`
+	Answered2xx          int64       `json:"answered_2xx"`            // deliveries answered 2xx: acknowledged
+	Answered2xxPerSecond float64     `json:"answered_2xx_per_second"` // the throughput: Answered2xx / Seconds
+	Refused              int64       `json:"refused"`                 // deliveries answered, but not 2xx (forged and stale ones must be)
+	NoAnswer             int64       `json:"no_answer"`               // deliveries without an answer: timed out, failed, interrupted
+	PerURL               []urlReport `json:"per_url"`                 // by -url, in the order given
+	// Hints name the likely cause of what failed: a receiver not running,
+	// the wrong secret, clocks apart, a receiver slower than -timeout.
+	Hints []string `json:"hints"`
+	// Wait is what -wait-url found: whether the receiver's backlog
+	// drained after the load, and how fast. Absent without -wait-url.
+	Wait *waitReport `json:"wait,omitempty"`
 	// Latency of genuine deliveries in milliseconds: from the scheduled
 	// time in an open loop (-rate), from the send otherwise.
 	Latency  latencyReport    `json:"latency_ms"`
@@ -175,6 +232,15 @@ type loadReport struct {
 	// delivery was accepted, and the run was not interrupted: the exit
 	// status is 0 exactly when it is.
 	Pass bool `json:"pass"`
+}
+
+// urlReport is the deliveries to one -url.
+type urlReport struct {
+	URL         string `json:"url"`
+	Deliveries  int64  `json:"deliveries"`
+	Answered2xx int64  `json:"answered_2xx"`
+	Refused     int64  `json:"refused"`
+	NoAnswer    int64  `json:"no_answer"`
 }
 
 type latencyReport struct {
@@ -213,7 +279,7 @@ func (g *loadGen) report(interrupted bool) loadReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := loadReport{
-		URL:         g.cfg.url,
+		URL:         g.cfg.urls[0],
 		Concurrency: g.cfg.concurrency,
 		Rate:        g.cfg.rate,
 		Seconds:     s.stop.Sub(s.start).Seconds(),
@@ -225,9 +291,17 @@ func (g *loadGen) report(interrupted bool) loadReport {
 	for _, k := range s.kinds {
 		r.Deliveries += k.sent
 	}
+	for i, u := range s.perURL {
+		r.PerURL = append(r.PerURL, urlReport{URL: g.cfg.urls[i], Deliveries: u.deliveries, Answered2xx: u.answered2xx, Refused: u.refused, NoAnswer: u.noAnswer})
+		r.Answered2xx += u.answered2xx
+		r.Refused += u.refused
+		r.NoAnswer += u.noAnswer
+	}
 	if r.Seconds > 0 {
 		r.PerSecond = float64(r.Deliveries) / r.Seconds
+		r.Answered2xxPerSecond = float64(r.Answered2xx) / r.Seconds
 	}
+	r.Hints = hints(g.cfg, s.perURL)
 	ms := func(v int64) float64 { return float64(v) * float64(latencyUnit) / float64(time.Millisecond) }
 	r.Latency = latencyReport{
 		Count: s.latency.TotalCount(),
@@ -267,4 +341,37 @@ func (g *loadGen) report(interrupted bool) loadReport {
 	r.Stale = sentAccepted{s.kinds[kindStale].sent, s.kinds[kindStale].accepted}
 	r.Pass = r.Unacknowledged == 0 && r.Forged.Accepted == 0 && r.Stale.Accepted == 0 && !interrupted
 	return r
+}
+
+// hints names the likely causes of deliveries that failed, one line each,
+// in the terms of what to check: the numbers alone ("0/s", "401: 12439")
+// leave the reader to guess. Each is drawn from one URL's counts, so that
+// one replica down, or set up with another secret, is named among others
+// that pass.
+func hints(cfg loadConfig, perURL []urlCounts) []string {
+	out := []string{}
+	var timedOut int64
+	for i, u := range perURL {
+		url := cfg.urls[i]
+		if u.connRefused > 0 {
+			out = append(out, fmt.Sprintf("%d of %d deliveries to %s were refused a connection: is the receiver running at %s?",
+				u.connRefused, u.deliveries, url, url))
+		}
+		// Every genuine answer a 401: a wrong secret or clocks apart
+		// refuse everything, a receiver with a bug refuses some.
+		switch {
+		case u.genuineAnswered == 0 || u.answered2xx > 0:
+		case u.noSignature == u.genuineAnswered:
+			out = append(out, fmt.Sprintf("every delivery to %s was refused 401 \"no matching signature\": does -secret (or $%s) match the receiver's secret?",
+				url, secretEnv))
+		case u.badTimestamp == u.genuineAnswered:
+			out = append(out, fmt.Sprintf("every delivery to %s was refused 401 for its timestamp: are this machine's and the receiver's clocks apart?", url))
+		}
+		timedOut += u.timedOut
+	}
+	if timedOut > 0 {
+		out = append(out, fmt.Sprintf("%d deliveries were not answered within -timeout %s: is the receiver slower than -timeout, or stuck?",
+			timedOut, cfg.timeout))
+	}
+	return out
 }

@@ -12,9 +12,11 @@
 // history and process listings), from NECTAR_WEBHOOK_SECRET. Run
 // "nectarhooks help" for every command's flags and examples.
 //
-// Install it with:
+// Install it from a checkout of the repository (its go.mod replaces the
+// library with the checkout's, which "go install ...@latest" refuses until
+// a cmd/nectarhooks/vX.Y.Z tag is released):
 //
-//	go install github.com/nectarhooks/nectarhooks/cmd/nectarhooks@latest
+//	go -C cmd/nectarhooks install .
 package main
 
 import (
@@ -125,6 +127,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	opts := c.flags(fs)
+	counts := countSets(fs)
 	positional, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		writeCommandUsage(e.stdout, c)
@@ -133,7 +136,83 @@ func (e *env) run(ctx context.Context, args []string) int {
 	if err != nil {
 		return e.usageError(c, "%v", err)
 	}
+	if name, n := counts.repeated(); n > 1 {
+		// The flag package keeps the last value and drops the others
+		// without a word: "load -url A -url B" used to load B alone.
+		// The values are not quoted back: one may be the secret.
+		return e.usageError(c, "-%s is given %d times; it takes one value, so give it once", name, n)
+	}
 	return c.run(ctx, e, fs, opts, positional)
+}
+
+// repeatable marks a flag.Value that collects every occurrence of its
+// flag (load's -url), which countSets leaves alone.
+type repeatable interface {
+	flag.Value
+	repeatable()
+}
+
+// setCounts counts, for each flag of a FlagSet, how often the command
+// line set it.
+type setCounts struct {
+	order []string // the flags, in the order they were first set
+	n     map[string]int
+}
+
+// repeated returns the first flag the command line set more than once,
+// and how often; n is 0 when there is none.
+func (s *setCounts) repeated() (name string, n int) {
+	for _, name := range s.order {
+		if s.n[name] > 1 {
+			return name, s.n[name]
+		}
+	}
+	return "", 0
+}
+
+// countSets wraps every single-value flag of fs, once its flags are
+// defined, so that each occurrence on the command line is counted: the
+// flag package itself keeps no count. Doing it here, for every command's
+// FlagSet, means no command can forget to refuse a repeated flag.
+func countSets(fs *flag.FlagSet) *setCounts {
+	counts := &setCounts{n: make(map[string]int)}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := f.Value.(repeatable); ok {
+			return
+		}
+		f.Value = &countedValue{Value: f.Value, name: f.Name, counts: counts}
+	})
+	return counts
+}
+
+// countedValue is a flag.Value that counts its Sets.
+type countedValue struct {
+	flag.Value
+	name   string
+	counts *setCounts
+}
+
+func (v *countedValue) Set(s string) error {
+	if v.counts.n[v.name] == 0 {
+		v.counts.order = append(v.counts.order, v.name)
+	}
+	v.counts.n[v.name]++
+	return v.Value.Set(s)
+}
+
+// IsBoolFlag passes on the wrapped value's, without which the flag
+// package would take "-json" to need a value.
+func (v *countedValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// Get passes on the wrapped value's, for flag.Getter.
+func (v *countedValue) Get() any {
+	if g, ok := v.Value.(flag.Getter); ok {
+		return g.Get()
+	}
+	return v.Value.String()
 }
 
 // help serves "nectarhooks help [COMMAND]".
@@ -260,45 +339,98 @@ func versionCommand() *command {
 	return &command{
 		name:     "version",
 		synopsis: "version",
-		help:     "Print the module version the program was built from, and the Go version.\n",
-		flags:    func(*flag.FlagSet) any { return nil },
+		help: `Print which build this is, to tell two builds apart (the one on a CI
+runner and the one on a laptop, say): the module version, the commit it
+was built from, that commit's time and whether the checkout had
+uncommitted changes, then the Go version and platform.
+
+A binary installed with "go install ...@VERSION" names its version. One
+built from a checkout (go build, go install in the repository) has a
+pseudo-version that holds its commit and that commit's time, with
+"+dirty" when the working tree differed from the commit, so that the
+commit alone does not say what was built; or it is "(devel)" followed by
+the commit, its time and "modified". "go run" and -buildvcs=false record
+no commit: such a build says so.
+`,
+		flags: func(*flag.FlagSet) any { return nil },
 		run: func(_ context.Context, e *env, _ *flag.FlagSet, _ any, args []string) int {
 			if len(args) > 0 {
 				return e.usageError(lookup("version"), "unexpected argument %q", args[0])
 			}
-			fmt.Fprintln(e.stdout, versionString())
+			info, ok := debug.ReadBuildInfo()
+			if !ok {
+				info = nil
+			}
+			fmt.Fprintln(e.stdout, formatVersion(info))
 			return exitOK
 		},
 	}
 }
 
-// versionString is "nectarhooks VERSION (GOVERSION)": the module version
-// for go install ...@version builds, "devel" and the commit otherwise.
-func versionString() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "nectarhooks (unknown version)"
+// formatVersion is the line version prints for a build's info, nil when
+// the binary carries none (built without module support):
+//
+//	nectarhooks v1.2.0 (go1.24.4 linux/amd64)
+//	nectarhooks v0.0.0-20261204214000-24100c5a1b2c+dirty (go1.24.4 linux/amd64)
+//	nectarhooks (devel) commit 24100c5a1b2c 2026-12-04T21:40:00Z, modified (go1.24.4 linux/amd64)
+//	nectarhooks (devel), no commit recorded (go1.24.4 linux/amd64)
+//
+// The commit is cut to 12 hex digits, as in a pseudo-version: enough for
+// git to find it, short enough to read.
+func formatVersion(info *debug.BuildInfo) string {
+	if info == nil {
+		return "nectarhooks (unknown version: the binary carries no build information)"
 	}
 	v := info.Main.Version
-	if v == "" || v == "(devel)" {
-		v = "devel"
+	if v == "" {
+		v = "(devel)"
 	}
-	var rev, modified string
+	var rev, at, goos, goarch string
+	modified := false
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
+		case "vcs.time":
+			at = s.Value
 		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
+			modified = s.Value == "true"
+		case "GOOS":
+			goos = s.Value
+		case "GOARCH":
+			goarch = s.Value
 		}
 	}
-	if v == "devel" && rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		v += " " + rev + modified
+	var b strings.Builder
+	b.WriteString("nectarhooks " + v)
+	if len(rev) > 12 {
+		rev = rev[:12]
 	}
-	return fmt.Sprintf("nectarhooks %s (%s)", v, info.GoVersion)
+	switch {
+	case rev != "" && strings.Contains(v, rev):
+		// Go 1.24 and later name a build from a checkout with a
+		// pseudo-version, which holds the commit, its time, and
+		// "+dirty" for a modified tree: all there is to say.
+	case rev != "":
+		b.WriteString(" commit " + rev)
+		if at != "" {
+			b.WriteString(" " + at)
+		}
+		if modified {
+			b.WriteString(", modified")
+		}
+	case v == "(devel)":
+		// Nothing tells this build from another: say so, rather than
+		// print a version that looks like an answer.
+		b.WriteString(", no commit recorded")
+	}
+	goVersion := info.GoVersion
+	if goVersion == "" {
+		goVersion = "unknown Go"
+	}
+	if goos != "" && goarch != "" {
+		goVersion += " " + goos + "/" + goarch
+	}
+	fmt.Fprintf(&b, " (%s)", goVersion)
+	return b.String()
 }

@@ -267,8 +267,9 @@ func TestHelp(t *testing.T) {
 		{"help", []string{"help"}, []string{"Usage:", "nectarhooks send", "nectarhooks load", "nectarhooks sign", "nectarhooks verify", "nectarhooks samples", "Exit status", secretEnv}},
 		{"-h", []string{"-h"}, []string{"Usage:", "nectarhooks send"}},
 		{"--help", []string{"--help"}, []string{"Usage:", "nectarhooks send"}},
-		{"help load", []string{"help", "load"}, []string{"Usage: nectarhooks load -url URL", "-n N", "-duration D", "-c N", "-rate R", "-dup F", "-retry", "-retry-scale X", "-tamper F", "-stale F", "-json", "coordinated omission", "Examples:"}},
-		{"help send", []string{"help", "send"}, []string{"Usage: nectarhooks send -url URL", "-repeat N", "same svix-id", "-stale", "-tamper", "-timeout D", "Examples:"}},
+		{"help load", []string{"help", "load"}, []string{"Usage: nectarhooks load -url URL", "-n N", "-duration D", "-c N", "-rate R", "-dup F", "-retry", "-retry-scale X", "-tamper F", "-stale F", "-json", "coordinated omission", "Examples:",
+			"-url URL...", "spread the deliveries over replicas", "-wait-url URL", "-wait-metric NAME", "-wait-timeout D", "(default 1m0s)"}},
+		{"help send", []string{"help", "send"}, []string{"Usage: nectarhooks send -url URL", "-id msg_...", "-repeat N", "same svix-id", "-stale", "-tamper", "-timeout D", "Examples:"}},
 		{"send -h", []string{"send", "-h"}, []string{"Usage: nectarhooks send -url URL", "Examples:"}},
 		{"send -h after other flags", []string{"send", "-url", "http://127.0.0.1:1/", "all", "-h"}, []string{"Usage: nectarhooks send -url URL"}},
 		{"help sign", []string{"help", "sign"}, []string{"Usage: nectarhooks sign", "-id msg_...", "-timestamp UNIX", "curl", "Examples:"}},
@@ -276,7 +277,7 @@ func TestHelp(t *testing.T) {
 		{"help verify", []string{"help", "verify"}, []string{"Usage: nectarhooks verify", "-headers FILE", "-body FILE", "-now UNIX", "-tolerance D", "(default 5m0s)", "curl -v", "Examples:"}},
 		{"verify -help", []string{"verify", "-help"}, []string{"Usage: nectarhooks verify"}},
 		{"help samples", []string{"help", "samples"}, []string{"Usage: nectarhooks samples [EVENT]", "Examples:"}},
-		{"help version", []string{"help", "version"}, []string{"Usage: nectarhooks version"}},
+		{"help version", []string{"help", "version"}, []string{"Usage: nectarhooks version", "commit", "modified", "-buildvcs=false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,7 +295,7 @@ func TestVersion(t *testing.T) {
 	res := runCLI(t, invocation{}, "version")
 	require.Equal(t, exitOK, res.code)
 	assert.Empty(t, res.stderr)
-	assert.Regexp(t, `^nectarhooks \S+.* \(`+regexp.QuoteMeta(runtime.Version())+`\)\n$`, res.stdout)
+	assert.Regexp(t, `^nectarhooks \S+.* \(`+regexp.QuoteMeta(runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)+`\)\n$`, res.stdout)
 }
 
 func TestSamples(t *testing.T) {
@@ -477,6 +478,7 @@ func TestMeaninglessFlagValues(t *testing.T) {
 		{"load", "stale", []string{"NaN", "+Inf", "-Inf", "-0.1", "1.5"}},
 		{"load", "timeout", []string{"0s", "-1s"}},
 		{"load", "duration", []string{"0s", "-1s"}},
+		{"load", "wait-timeout", []string{"0s", "-1s"}},
 		{"verify", "tolerance", []string{"0s", "-1s"}},
 	}
 	for _, tt := range tests {

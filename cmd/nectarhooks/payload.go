@@ -103,17 +103,6 @@ func isHTTPURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// validHeaderValue reports whether s can be sent as a header value as it
-// is: no control characters, which would end the header or be refused.
-func validHeaderValue(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // shellQuote quotes s for a POSIX shell: as it is when it holds only
 // characters no shell treats specially, otherwise in single quotes, inside
 // which every byte, newlines included, is literal.

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/nectarhooks/nectarhooks"
 )
 
 // staleAge is how old -stale makes a timestamp: twice the tolerance Svix's
@@ -28,6 +30,7 @@ const (
 type sendFlags struct {
 	url     string
 	secret  string
+	id      string
 	repeat  int
 	stale   bool
 	tamper  bool
@@ -37,7 +40,7 @@ type sendFlags struct {
 func sendCommand() *command {
 	return &command{
 		name:     "send",
-		synopsis: "send -url URL [-secret whsec_...] [-repeat N] [-stale] [-tamper] [-timeout D] EVENT|FILE...",
+		synopsis: "send -url URL [-secret whsec_...] [-id msg_...] [-repeat N] [-stale] [-tamper] [-timeout D] EVENT|FILE...",
 		help: `Sign each payload as Svix signs a delivery and POST it to URL: a new
 random msg_ id per payload, the current time, the svix-id, svix-timestamp
 and svix-signature headers and Content-Type: application/json. For every
@@ -54,6 +57,14 @@ retries a failed delivery or the portal resends one. A receiver with an
 idempotency store runs its callback for the first only; the repeats should
 still be answered 2xx.
 
+-id msg_... sends the payload as that message instead of a new one: run
+send twice with the same -id, once to each replica's URL, and a receiver
+whose replicas share an idempotency store runs its callback once, as when
+Svix's retry of a message reaches another replica. The id must be 1 to
+256 bytes of printable ASCII without spaces (nectarhooks.MaxMessageIDLength):
+receivers answer 400 to others. -id takes one payload: Svix never sends
+two bodies under one id.
+
 -stale dates the timestamp 10 minutes back, -tamper appends a space to the
 body after signing it (the same JSON, but not the signed bytes, as when a
 body is re-serialised): a correct receiver refuses both with 401.
@@ -64,12 +75,15 @@ Exit status 1 if any delivery got an answer other than 2xx, or none.
   nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar all
   nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar connection.updated.v2 ./my-payload.json
   nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar -repeat 3 document.created.v2
+  nectarhooks send -url http://127.0.0.1:8081/webhooks/nectar -id msg_replicas1 document.created.v2
+  nectarhooks send -url http://127.0.0.1:8082/webhooks/nectar -id msg_replicas1 document.created.v2   # the same message, another replica
   nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar -tamper connection.created.v2   # expect 401
 `,
 		flags: func(fs *flag.FlagSet) any {
 			f := &sendFlags{}
 			fs.StringVar(&f.url, "url", "", "POST to `URL`, an http:// or https:// endpoint (required)")
 			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.StringVar(&f.id, "id", "", "send as message `msg_...` (the svix-id) instead of a new random one; one payload only")
 			fs.IntVar(&f.repeat, "repeat", 1, "send each payload `N` times, with the same svix-id")
 			fs.BoolVar(&f.stale, "stale", false, "date the timestamp 10 minutes back, past the usual 5 minute tolerance")
 			fs.BoolVar(&f.tamper, "tamper", false, "change the body after signing it (append a space)")
@@ -80,7 +94,7 @@ Exit status 1 if any delivery got an answer other than 2xx, or none.
 	}
 }
 
-func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []string) int {
+func runSend(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []string) int {
 	c, f := lookup("send"), opts.(*sendFlags)
 	switch {
 	case f.url == "":
@@ -95,6 +109,11 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	if !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
+	if flagWasSet(fs, "id") {
+		if err := checkMessageID(f.id); err != nil {
+			return e.usageError(c, "-id %q is not usable: %s", f.id, strings.TrimPrefix(err.Error(), "nectarhooks: "))
+		}
+	}
 	signer, err := e.signer(f.secret)
 	if err != nil {
 		return e.usageError(c, "%v", err)
@@ -102,6 +121,9 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	payloads, err := resolvePayloads(args, true)
 	if err != nil {
 		return e.usageError(c, "%v", err)
+	}
+	if flagWasSet(fs, "id") && len(payloads) > 1 {
+		return e.usageError(c, "-id names one message, but %d payloads are given: send one", len(payloads))
 	}
 	for _, p := range payloads {
 		if w := warnIfNotJSON(p); w != "" {
@@ -125,7 +147,10 @@ func runSend(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 	}
 	sent, accepted := 0, 0
 	for _, p := range payloads {
-		id := e.newID()
+		id := f.id
+		if !flagWasSet(fs, "id") {
+			id = e.newID()
+		}
 		for attempt := 1; attempt <= f.repeat; attempt++ {
 			if ctx.Err() != nil {
 				fmt.Fprintf(e.stderr, "nectarhooks send: interrupted after %d of %d deliveries\n", sent, len(payloads)*f.repeat)
@@ -228,6 +253,22 @@ func shownText(s string, limit int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// checkMessageID refuses, before anything is sent, an id a receiver
+// built on the SDK answers 400 to: the rule of nectarhooks.ErrInvalidMessageID,
+// 1 to nectarhooks.MaxMessageIDLength bytes of printable ASCII without
+// spaces. The error matches nectarhooks.ErrInvalidMessageID.
+func checkMessageID(id string) error {
+	if len(id) == 0 || len(id) > nectarhooks.MaxMessageIDLength {
+		return fmt.Errorf("%w: %d bytes, want 1 to %d", nectarhooks.ErrInvalidMessageID, len(id), nectarhooks.MaxMessageIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("%w: byte %#02x at %d, want printable ASCII without spaces", nectarhooks.ErrInvalidMessageID, c, i)
+		}
+	}
+	return nil
+}
 
 // describeSendError says why a delivery got no answer, in the terms of a
 // Svix delivery attempt.

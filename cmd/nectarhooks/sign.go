@@ -25,7 +25,9 @@ send with the payload, then a curl command that delivers it, for replaying
 a delivery by hand or from another tool.
 
 The id defaults to a new random msg_ id and the timestamp to now: a
-receiver accepts the signature for 5 minutes (its tolerance). The curl
+receiver accepts the signature for 5 minutes (its tolerance). An -id must
+be what a receiver processes: 1 to 256 bytes of printable ASCII without
+spaces (nectarhooks.MaxMessageIDLength); it answers 400 to others. The curl
 command sends a FILE with --data-binary @FILE, so it must run where the
 file's path leads, and a sample inline. Without -url it reads the endpoint
 from the shell variable $URL.
@@ -56,8 +58,11 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 		return e.usageError(c, "sign takes one payload, got %d", len(args))
 	case args[0] == "all":
 		return e.usageError(c, "sign takes one payload; \"all\" is for send")
-	case flagWasSet(fs, "id") && (f.id == "" || !validHeaderValue(f.id) || strings.Contains(f.id, " ")):
-		return e.usageError(c, "-id %q is not usable as a header value", f.id)
+	}
+	if flagWasSet(fs, "id") {
+		if err := checkMessageID(f.id); err != nil {
+			return e.usageError(c, "-id %q is not usable: %s", f.id, strings.TrimPrefix(err.Error(), "nectarhooks: "))
+		}
 	}
 	if f.url != "" && !isHTTPURL(f.url) {
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
@@ -97,7 +102,9 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 	if f.url != "" {
 		target = shellQuote(f.url)
 	}
-	fmt.Fprintf(e.stdout, "curl -X POST %s \\\n", target)
+	// -sS: no progress meter over the receiver's answer, but an error
+	// (connection refused) still said.
+	fmt.Fprintf(e.stdout, "curl -sS -X POST %s \\\n", target)
 	fmt.Fprintf(e.stdout, "  -H %s \\\n", shellQuote("Content-Type: application/json"))
 	for _, h := range headers {
 		fmt.Fprintf(e.stdout, "  -H %s \\\n", shellQuote(h[0]+": "+h[1]))

@@ -25,7 +25,7 @@ func parseSignOutput(t *testing.T, out string) http.Header {
 	t.Helper()
 	headerPart, curlPart, ok := strings.Cut(out, "\n\n")
 	require.True(t, ok, "a blank line separates the headers from the curl command:\n%s", out)
-	require.True(t, strings.HasPrefix(curlPart, "curl -X POST "), "curl command:\n%s", curlPart)
+	require.True(t, strings.HasPrefix(curlPart, "curl -sS -X POST "), "curl command:\n%s", curlPart)
 	lines := strings.Split(headerPart, "\n")
 	require.Len(t, lines, 3, "three header lines:\n%s", headerPart)
 	h := make(http.Header)
@@ -62,7 +62,7 @@ func TestSignTestVector(t *testing.T) {
 		"svix-timestamp: 1614265330\n"+
 		"svix-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n\n"), res.stdout)
 	assert.Equal(t, []string{
-		"curl", "-X", "POST", "https://example.com/webhooks",
+		"curl", "-sS", "-X", "POST", "https://example.com/webhooks",
 		"-H", "Content-Type: application/json",
 		"-H", "svix-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
 		"-H", "svix-timestamp: 1614265330",
@@ -117,7 +117,7 @@ func TestSign(t *testing.T) {
 			assert.ErrorIs(t, v.Verify(append(bytes.Clone(tt.body), ' '), h), nectarhooks.ErrNoMatchingSignature, "and they sign these bytes only")
 
 			assert.Equal(t, []string{
-				"curl", "-X", "POST", tt.wantURL,
+				"curl", "-sS", "-X", "POST", tt.wantURL,
 				"-H", "Content-Type: application/json",
 				"-H", "svix-id: " + h.Get("svix-id"),
 				"-H", "svix-timestamp: " + h.Get("svix-timestamp"),
