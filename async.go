@@ -18,21 +18,39 @@ var ErrQueueFull = errors.New("nectarhooks: queue full")
 // arrived after Handler.Shutdown began.
 var ErrShuttingDown = errors.New("nectarhooks: handler is shutting down")
 
+// ErrAlreadyQueued is what a Queue's Enqueue returns (matched with
+// errors.Is) for a message it holds already, by its ID: a redelivery of a
+// message an earlier delivery queued, whether it still waits, runs or was
+// processed. The Handler answers 202, as it did the first delivery, since
+// the message is safe in the queue; it does not call the error handler, and
+// its Observer sees OutcomeDuplicate (otelhooks counts it in
+// nectarhooks.duplicates), not OutcomeQueued, so that redeliveries are not
+// counted as work taken.
+var ErrAlreadyQueued = errors.New("nectarhooks: message already queued")
+
 // Queue takes verified messages to be processed later, in place of the
 // in-memory queue of WithAsync: a database table, NATS or SQS, so that a
 // message survives a crash between the 202 answer and its callback. Its
 // consumer passes each message to Handler.DispatchVerified, which decodes
 // it and runs the callback (and the idempotency store, if any).
+//
+// Svix delivers a message again whenever it is not answered 2xx in time,
+// and a portal user may resend it: a Queue that keeps one entry per
+// message ID (a unique key, a deduplication ID) should say so when it
+// turns a redelivery away, with ErrAlreadyQueued, so that it is counted as
+// the duplicate it is.
 type Queue interface {
-	// Enqueue stores msg or returns an error, then answered with 503;
-	// return one matching ErrQueueFull when the queue cannot take more.
+	// Enqueue stores msg and returns nil (answered 202), or returns an
+	// error matching ErrAlreadyQueued when it holds msg already (answered
+	// 202 too, and counted as a duplicate), one matching ErrQueueFull when
+	// it cannot take more (503), or any other error when it failed (503).
 	Enqueue(ctx context.Context, msg Message) error
 }
 
 // WithQueue makes a Handler answer 202 once a delivery is verified,
-// decoded and taken by q, and leaves the callbacks to q's consumer (see
-// Queue). It cannot be combined with WithAsync. Default: none, callbacks
-// run before the answer.
+// decoded and taken by q (or found there already: see ErrAlreadyQueued),
+// and leaves the callbacks to q's consumer (see Queue). It cannot be
+// combined with WithAsync. Default: none, callbacks run before the answer.
 func WithQueue(q Queue) Option {
 	return func(o *options) error {
 		if q == nil {

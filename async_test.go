@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -635,6 +636,73 @@ func TestQueueOption(t *testing.T) {
 			assert.Equal(t, 1, r.runsOf("msg_q"))
 			require.NoError(t, r.h.Shutdown(context.Background()), "nothing to drain")
 			r.noFailures(t)
+		})
+	}
+}
+
+// TestQueueAlreadyQueued checks a Queue that turns a redelivery away with
+// ErrAlreadyQueued: the delivery is answered 202 as the first was, with a
+// line saying why, Dispatch returns nil, and neither the error handler nor
+// (without one) the log hears of it as a failure; other errors of the
+// Queue are still failures.
+func TestQueueAlreadyQueued(t *testing.T) {
+	tests := []struct {
+		name       string
+		queueErr   error
+		withErrors bool // an error handler is set; otherwise failures reach the log
+		wantStatus int
+		wantBody   string
+	}{
+		{"sentinel", nectarhooks.ErrAlreadyQueued, true, http.StatusAccepted, "accepted: already queued\n"},
+		{"wrapped, with the queue's details", fmt.Errorf("job 7 (completed): %w", nectarhooks.ErrAlreadyQueued), true,
+			http.StatusAccepted, "accepted: already queued\n"},
+		{"without an error handler", nectarhooks.ErrAlreadyQueued, false, http.StatusAccepted, "accepted: already queued\n"},
+		{"another failure", errors.New("duplicate key value violates unique constraint"), true,
+			http.StatusServiceUnavailable, "queue full; retry later\n"},
+		{"another failure, without an error handler", errors.New("duplicate key value violates unique constraint"), false,
+			http.StatusServiceUnavailable, "queue full; retry later\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			secret := nectarhookstest.NewSecret()
+			signer, err := nectarhookstest.NewSigner(secret)
+			require.NoError(t, err)
+			log := &asLog{}
+			var failures []asFailure // ServeHTTP reports before it returns
+			opts := []nectarhooks.Option{nectarhooks.WithQueue(&asQueue{err: tt.queueErr}), nectarhooks.WithLogger(slog.New(log))}
+			if tt.withErrors {
+				opts = append(opts, nectarhooks.WithErrorHandler(func(_ context.Context, status int, err error) {
+					failures = append(failures, asFailure{status: status, err: err})
+				}))
+			}
+			h, err := nectarhooks.NewHandler(secret, opts...)
+			require.NoError(t, err)
+			runs := 0
+			h.OnDocumentCreated(func(context.Context, *nectarhooks.DocumentCreated) error { runs++; return nil })
+
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, signer.RequestFor("/webhooks", "msg_again", time.Now(), asPayload()))
+			assert.Equal(t, tt.wantStatus, rec.Code)
+			assert.Equal(t, tt.wantBody, rec.Body.String())
+			header := signer.HeaderFor("msg_again", time.Now(), asPayload())
+			dispatched := h.Dispatch(context.Background(), asPayload(), header)
+			assert.Zero(t, runs, "nothing runs at intake")
+
+			logged, _ := log.counts("msg_again")
+			if tt.wantStatus < 300 {
+				assert.NoError(t, dispatched, "Dispatch")
+				assert.Empty(t, failures, "error handler calls")
+				assert.Zero(t, logged, "errors logged")
+				return
+			}
+			assert.Equal(t, tt.wantStatus, nectarhooks.StatusCode(dispatched))
+			assert.False(t, errors.Is(dispatched, nectarhooks.ErrAlreadyQueued))
+			if tt.withErrors {
+				require.Len(t, failures, 1, "ServeHTTP's failure reported, Dispatch's returned")
+				assert.Equal(t, tt.wantStatus, failures[0].status)
+			} else {
+				assert.Equal(t, 1, logged, "ServeHTTP's failure logged")
+			}
 		})
 	}
 }

@@ -71,7 +71,8 @@ func (e *PanicError) Unwrap() error {
 }
 
 // StatusCode returns the HTTP status a Handler answers for err, as returned
-// by Handler.Dispatch or passed to the error handler: 200 for nil, 405, 413,
+// by Handler.Dispatch or passed to the error handler: 200 for nil, 202 for
+// ErrAlreadyQueued (a Queue's redelivery, acknowledged), 405, 413,
 // 401 for verification errors, 400 for invalid payloads and message ids,
 // 409 for a message still being processed by an earlier delivery, 503 for a
 // full queue, a callback timeout, too many callbacks overrunning theirs or
@@ -81,6 +82,8 @@ func StatusCode(err error) int {
 	switch {
 	case err == nil:
 		return http.StatusOK
+	case errors.Is(err, ErrAlreadyQueued):
+		return http.StatusAccepted
 	case errors.Is(err, ErrMethodNotAllowed):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, ErrBodyTooLarge):
@@ -178,6 +181,7 @@ func (c *msgContext) String() string {
 //	callback overruns its deadline      503; its context is cancelled at the deadline (see WithCallbackTimeout)
 //	queue full, with WithAsync          503
 //	queue fails, with WithQueue         503
+//	queue has the message, WithQueue    202: the Queue returned ErrAlreadyQueued; counted as a duplicate
 //	otherwise                           200 (202 with WithAsync or WithQueue)
 //
 // The body of an answer is a short plain-text reason, never secret
@@ -304,12 +308,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // deliveryStatus is the status ServeHTTP answers for a verified, decoded
 // delivery that enqueue (queued) or process returned err for: 202 or 200,
-// 200 for one of process's acknowledgements, and otherwise StatusCode(err).
+// 202 for a message the Queue had already, 200 for one of process's
+// acknowledgements, and otherwise StatusCode(err).
 // Dispatch and the Observer take the status from it too, so that what they
 // report cannot drift from what was answered.
 func deliveryStatus(queued bool, err error, msg *Message) int {
 	switch {
-	case err == nil && queued:
+	case err == nil && queued, err == ErrAlreadyQueued:
 		return http.StatusAccepted
 	case err == nil:
 		return http.StatusOK
@@ -349,7 +354,13 @@ func (h *Handler) enqueue(ctx context.Context, msg *Message, ev Event) error {
 		return h.async.enqueue(ctx, msg, ev)
 	}
 	if err := h.opts.queue.Enqueue(ctx, *msg); err != nil {
-		if errors.Is(err, ErrQueueFull) {
+		switch {
+		case errors.Is(err, ErrAlreadyQueued):
+			h.opts.log().LogAttrs(ctx, slog.LevelDebug, "nectarhooks: message queued already; acknowledged",
+				slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)), slog.Any("queue", err))
+			// The sentinel itself, which acknowledged recognizes.
+			return ErrAlreadyQueued
+		case errors.Is(err, ErrQueueFull):
 			return err
 		}
 		return fmt.Errorf("%w: %w", ErrQueueFull, err)
@@ -366,9 +377,11 @@ var (
 )
 
 // acknowledged reports whether err is one of process's acknowledgements,
-// and the line to answer with.
+// or enqueue's ErrAlreadyQueued, and the line to answer with.
 func acknowledged(err error, msg *Message) (string, bool) {
 	switch err {
+	case ErrAlreadyQueued:
+		return "accepted: already queued\n", true
 	case errUnhandled:
 		if msg.EventType == "" {
 			return "acknowledged: unknown event type\n", true

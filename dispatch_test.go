@@ -902,6 +902,7 @@ func TestStatusCode(t *testing.T) {
 		{"read body", fmt.Errorf("%w: %w", nectarhooks.ErrReadBody, io.ErrUnexpectedEOF), http.StatusBadRequest},
 		{"in flight", nectarhooks.ErrInFlight, http.StatusConflict},
 		{"queue full", nectarhooks.ErrQueueFull, http.StatusServiceUnavailable},
+		{"already queued, wrapped", fmt.Errorf("job 7: %w", nectarhooks.ErrAlreadyQueued), http.StatusAccepted},
 		{"store unavailable", fmt.Errorf("%w: %w", nectarhooks.ErrStoreUnavailable, errDispBoom), http.StatusServiceUnavailable},
 		{"shutting down", nectarhooks.ErrShuttingDown, http.StatusServiceUnavailable},
 		{"callback timeout", timeout, http.StatusServiceUnavailable},

@@ -96,7 +96,9 @@ const (
 	// OutcomeQueued: taken by the queue of WithAsync or WithQueue (202).
 	OutcomeQueued
 	// OutcomeDuplicate: the idempotency store had the message as processed
-	// already; acknowledged without running the callback (200).
+	// already (200), or the Queue of WithQueue had it already
+	// (ErrAlreadyQueued, 202); acknowledged without running the callback
+	// or queuing the message again.
 	OutcomeDuplicate
 	// OutcomeUnhandled: no callback for the event type; acknowledged (200).
 	OutcomeUnhandled
@@ -270,7 +272,7 @@ func outcome(status int, err error) (Outcome, error) {
 		return OutcomeQueued, nil
 	case err == nil:
 		return OutcomeProcessed, nil
-	case err == errDuplicate:
+	case err == errDuplicate, err == ErrAlreadyQueued:
 		return OutcomeDuplicate, nil
 	case err == errUnhandled:
 		return OutcomeUnhandled, nil

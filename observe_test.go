@@ -3,6 +3,7 @@ package nectarhooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -87,12 +88,16 @@ func (obsFailingStore) Claim(context.Context, string, time.Duration) (nectarhook
 // obsQueue is a Queue that takes messages, or refuses them all.
 type obsQueue struct {
 	refuse bool
+	have   bool // holds every message already
 	ctxs   []context.Context
 }
 
-func (q *obsQueue) Enqueue(ctx context.Context, _ nectarhooks.Message) error {
+func (q *obsQueue) Enqueue(ctx context.Context, msg nectarhooks.Message) error {
 	if q.refuse {
 		return nectarhooks.ErrQueueFull
+	}
+	if q.have {
+		return fmt.Errorf("message %s: %w", msg.ID, nectarhooks.ErrAlreadyQueued)
 	}
 	q.ctxs = append(q.ctxs, ctx)
 	return nil
@@ -179,6 +184,11 @@ func TestObserverOutcomes(t *testing.T) {
 				return []nectarhooks.Option{nectarhooks.WithQueue(&obsQueue{})}
 			},
 			wantStatus: 202, wantOutcome: nectarhooks.OutcomeQueued, verified: true},
+		{name: "queued already is duplicate", callback: ok, request: signed,
+			opts: func(*testing.T) []nectarhooks.Option {
+				return []nectarhooks.Option{nectarhooks.WithQueue(&obsQueue{have: true})}
+			},
+			wantStatus: 202, wantOutcome: nectarhooks.OutcomeDuplicate, verified: true},
 		{name: "queue full is unavailable", callback: ok, request: signed,
 			opts: func(*testing.T) []nectarhooks.Option {
 				return []nectarhooks.Option{nectarhooks.WithQueue(&obsQueue{refuse: true})}
@@ -259,6 +269,7 @@ func TestObserverOutcomes(t *testing.T) {
 				assert.Equal(t, r.wantStatus, d.Status)
 				if r.wantErr == nil {
 					assert.NoError(t, d.Err)
+					assert.Empty(t, errs.all(), "the error handler called for an acknowledged delivery")
 				} else {
 					assert.ErrorIs(t, d.Err, r.wantErr)
 					assert.Equal(t, d.Status, nectarhooks.StatusCode(d.Err))

@@ -30,8 +30,10 @@ const (
 	// QueueWaitName is the histogram, in seconds, of the time messages
 	// waited in the WithAsync queue, by event type.
 	QueueWaitName = "nectarhooks.queue.wait"
-	// DuplicatesName counts deliveries of messages processed already, by
-	// event type.
+	// DuplicatesName counts deliveries of messages processed already (an
+	// idempotency store had them), or queued already (a Queue of WithQueue
+	// returned ErrAlreadyQueued), by event type: OutcomeDuplicate. They are
+	// counted in DeliveriesName too, with the outcome "duplicate".
 	DuplicatesName = "nectarhooks.duplicates"
 	// VerificationFailuresName counts deliveries that failed verification,
 	// by reason (VerificationReasonKey).
@@ -113,7 +115,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		metric.WithExplicitBucketBoundaries(DurationBuckets...))
 	err = errors.Join(err, e)
 	in.duplicates, e = m.Int64Counter(DuplicatesName, metric.WithUnit("{delivery}"),
-		metric.WithDescription("Deliveries of messages processed already, acknowledged without running the callback."))
+		metric.WithDescription("Deliveries of messages processed or queued already, acknowledged without running the callback or queuing again."))
 	err = errors.Join(err, e)
 	in.verificationFailures, e = m.Int64Counter(VerificationFailuresName, metric.WithUnit("{delivery}"),
 		metric.WithDescription("Deliveries that failed signature verification, by reason."))

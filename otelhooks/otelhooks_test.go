@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -218,6 +219,10 @@ func TestStatusPolicy(t *testing.T) {
 			wantStatus: 409, wantOutcome: "in_flight", wantErrorType: "in_flight", verified: true},
 		{name: "queued", callback: ok, opts: []nectarhooks.Option{nectarhooks.WithQueue(queueFunc(func(context.Context, nectarhooks.Message) error { return nil }))},
 			wantStatus: 202, wantOutcome: "queued", verified: true},
+		{name: "queued already", callback: ok, opts: []nectarhooks.Option{nectarhooks.WithQueue(queueFunc(func(_ context.Context, msg nectarhooks.Message) error {
+			return fmt.Errorf("job of %s exists: %w", msg.ID, nectarhooks.ErrAlreadyQueued)
+		}))},
+			wantStatus: 202, wantOutcome: "duplicate", verified: true},
 		{name: "queue full", callback: ok, opts: []nectarhooks.Option{nectarhooks.WithQueue(queueFunc(func(context.Context, nectarhooks.Message) error { return nectarhooks.ErrQueueFull }))},
 			wantStatus: 503, wantOutcome: "unavailable", wantErrorType: "queue_full", verified: true},
 	}

@@ -2,6 +2,7 @@ package riverqueue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/nectarhooks/nectarhooks"
 )
@@ -25,7 +27,9 @@ const DefaultInsertTimeout = 5 * time.Second
 // Queue implements nectarhooks.Queue by inserting one River job per
 // message: give it to nectarhooks.WithQueue. Enqueue returns once the job
 // is committed, or once River found the message's job already there (a
-// redelivery), so that the Handler's 202 always means "on disk".
+// redelivery; then with nectarhooks.ErrAlreadyQueued, so that it is
+// counted as a duplicate), so that the Handler's 202 always means "on
+// disk".
 // Concurrent deliveries share inserts (WithConcurrentInserts), and a
 // bounded number of them wait for one (WithMaxPending). It is safe for
 // concurrent use, and needs no closing: it has no goroutine of its own.
@@ -178,7 +182,11 @@ var errNoSlot = fmt.Errorf("%w: no insert slot became free", nectarhooks.ErrQueu
 
 // Enqueue inserts the job of msg and commits it. A redelivery of a message
 // whose job exists (available, running, retryable or completed and not yet
-// deleted) inserts nothing and returns nil: the Handler acknowledges it. Any
+// deleted), or one that shared an insert with an earlier delivery of the
+// same message, inserts nothing and returns an error matching
+// nectarhooks.ErrAlreadyQueued, which names the job: the Handler answers it
+// 202, as the first delivery, and its Observer sees OutcomeDuplicate
+// (otelhooks counts it in nectarhooks.duplicates), not OutcomeQueued. Any
 // failure returns an error, which the Handler answers with 503; when the
 // Queue cannot take the delivery (WithMaxPending deliveries wait already, or
 // none of the inserts became free within WithInsertTimeout or before ctx
@@ -314,8 +322,9 @@ func (q *Queue[TTx]) insertBatch(ctx context.Context, batch []*insert) {
 	slices.SortFunc(params, func(a, b river.InsertManyParams) int {
 		return strings.Compare(a.Args.(Args).ID, b.Args.(Args).ID)
 	})
-	_, err := q.client.InsertMany(ctx, params)
+	results, err := q.client.InsertMany(ctx, params)
 	if err == nil {
+		settleDuplicates(batch, results)
 		return
 	}
 	if rowError(err) {
@@ -332,10 +341,63 @@ func (q *Queue[TTx]) insertBatch(ctx context.Context, batch []*insert) {
 
 // insertOne inserts the job of in alone and commits it.
 func (q *Queue[TTx]) insertOne(ctx context.Context, in *insert) error {
-	if _, err := q.client.Insert(ctx, in.args, &q.opts); err != nil {
+	res, err := q.client.Insert(ctx, in.args, &q.opts)
+	if err != nil {
 		return fmt.Errorf("riverqueue: inserting message %s: %w", in.args.ID, q.explain(err))
 	}
+	if res.UniqueSkippedAsDuplicate {
+		return alreadyQueued(in.args.ID, res.Job)
+	}
 	return nil
+}
+
+// settleDuplicates sets the err of the members of a committed batch whose
+// message had a job already: before the batch (River reports the row it
+// found instead, UniqueSkippedAsDuplicate), or from an earlier member of
+// the batch, which made one row of both. The results are matched to the
+// members by message id, read from the args of the rows River skipped
+// only, so that a batch without redeliveries decodes nothing.
+func settleDuplicates(batch []*insert, results []*rivertype.JobInsertResult) {
+	var found map[string]*rivertype.JobRow
+	for _, res := range results {
+		if res == nil || !res.UniqueSkippedAsDuplicate || res.Job == nil {
+			continue
+		}
+		var args struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(res.Job.EncodedArgs, &args) != nil {
+			continue
+		}
+		if found == nil {
+			found = map[string]*rivertype.JobRow{}
+		}
+		found[args.ID] = res.Job
+	}
+	var first map[string]bool // ids seen, when two members share one row
+	if len(batch) > len(results) {
+		first = make(map[string]bool, len(batch))
+	}
+	for _, in := range batch {
+		id := in.args.ID
+		switch job, had := found[id]; {
+		case had:
+			in.err = alreadyQueued(id, job)
+		case first != nil && first[id]:
+			in.err = alreadyQueued(id, nil)
+		case first != nil:
+			first[id] = true
+		}
+	}
+}
+
+// alreadyQueued is the error of a delivery whose message has job already;
+// job is nil when it is the one a delivery in the same batch inserted.
+func alreadyQueued(id string, job *rivertype.JobRow) error {
+	if job == nil {
+		return fmt.Errorf("riverqueue: message %s: %w (inserted by another delivery of it in the same batch)", id, nectarhooks.ErrAlreadyQueued)
+	}
+	return fmt.Errorf("riverqueue: message %s: %w (job %d, %s)", id, nectarhooks.ErrAlreadyQueued, job.ID, job.State)
 }
 
 // explain adds the insert timeout to the error of an insert that ran out

@@ -73,15 +73,19 @@ func TestQueue(t *testing.T) {
 		}
 	})
 
-	t.Run("a redelivery is acknowledged without a second job", func(t *testing.T) {
+	t.Run("a redelivery is turned away as already queued, without a second job", func(t *testing.T) {
 		q := riverqueue.New(client)
 		id := nectarhookstest.NewMessageID()
 		first := nectarhooks.Message{ID: id, Timestamp: signed, EventType: nectarhooks.EventDocumentCreated, Payload: samples[3]}
 		again := first
 		again.Timestamp = signed.Add(5 * time.Second) // Svix re-signs each attempt
 		require.NoError(t, q.Enqueue(ctx, first))
-		require.NoError(t, q.Enqueue(ctx, again))
-		require.NoError(t, riverqueue.New(client, riverqueue.WithMaxAttempts(3)).Enqueue(ctx, again),
+		err := q.Enqueue(ctx, again)
+		require.ErrorIs(t, err, nectarhooks.ErrAlreadyQueued)
+		assert.False(t, errors.Is(err, nectarhooks.ErrQueueFull))
+		assert.ErrorContains(t, err, "message "+id)
+		assert.ErrorContains(t, err, "available", "the job's state")
+		require.ErrorIs(t, riverqueue.New(client, riverqueue.WithMaxAttempts(3)).Enqueue(ctx, again), nectarhooks.ErrAlreadyQueued,
 			"insert options do not change the unique key")
 		j := stored(t, pool, id)
 		assert.Equal(t, 1, j.count)
@@ -215,9 +219,15 @@ func TestQueueBatches(t *testing.T) {
 			close(work)
 			wg.Wait()
 			close(errs)
-			var failed int
+			var failed, duplicates int
 			for err := range errs {
 				if tc.wantErr == nil {
+					// One delivery of each message queued it; the others
+					// found it, in the database or in their batch.
+					if errors.Is(err, nectarhooks.ErrAlreadyQueued) {
+						duplicates++
+						continue
+					}
 					assert.NoError(t, err)
 					continue
 				}
@@ -228,6 +238,7 @@ func TestQueueBatches(t *testing.T) {
 				assert.Equal(t, messages*copies, failed, "every call fails, none hangs")
 				return
 			}
+			assert.Equal(t, messages*(copies-1), duplicates, "deliveries turned away as already queued")
 			assert.Equal(t, messages, total(jobStates(t, pool)))
 			for _, id := range ids[:10] {
 				assert.Equal(t, 1, stored(t, pool, id).count)
