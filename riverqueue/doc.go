@@ -32,7 +32,12 @@
 // River's unique jobs key on the message id alone, in River's default unique
 // states (available, pending, scheduled, running, retryable and completed):
 // a redelivery finds the job already there and is acknowledged without a
-// second one. River deletes completed jobs after
+// second one. Enqueue then returns an error matching
+// nectarhooks.ErrAlreadyQueued, which the Handler answers 202, as it did
+// the first delivery, and reports to its Observer as OutcomeDuplicate
+// rather than OutcomeQueued: with otelhooks, redeliveries count in
+// nectarhooks.duplicates, and the deliveries counted queued are the jobs
+// inserted. River deletes completed jobs after
 // river.Config.CompletedJobRetentionPeriod (24 hours by default); a delivery
 // of the same message after that makes a new job. Svix retries for about 28
 // hours and its portal resends whenever asked, so set the retention to at
@@ -62,7 +67,9 @@
 //
 // River's tables must exist before the first insert: run River's CLI
 // (`river migrate-up --database-url "$DATABASE_URL"`) when deploying, or
-// rivermigrate in code (see examples/durable in this repository).
+// [Migrate] at start, which takes a PostgreSQL advisory lock first so that
+// replicas starting together on a fresh database do not race (see
+// examples/durable and examples/production in this repository).
 //
 // # Tracing
 //

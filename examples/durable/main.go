@@ -15,15 +15,42 @@
 //	go run . -mode intake -addr 127.0.0.1:8080 &
 //	go run . -mode worker
 //
-// On start it applies River's migrations (as `river migrate-up` would) and
-// creates the table its callbacks write, nectar_messages; -migrate=false
-// skips both where deployments migrate on their own, and on all replicas
-// but one when several start at once. Every mode needs the secret: the
-// workers' Handler is made the same way, though it checks no signature.
-// The callbacks record
+// On start it applies River's migrations with riverqueue.Migrate, under a
+// PostgreSQL advisory lock, so that any number of replicas may start at
+// once on a fresh database: one migrates, the others wait for it and find
+// nothing to do. Under the same lock it creates the table its callbacks
+// write, nectar_messages. -migrate=false skips both, for deployments that
+// migrate in a step of their own before the replicas start (`river
+// migrate-up`, say). Every mode needs the secret: the workers' Handler is
+// made the same way, though it checks no signature. The callbacks record
 // each message they process in that table, keyed on the svix-id, counting
-// the runs. On SIGINT or SIGTERM the server stops taking deliveries, then
-// River finishes the jobs in progress, within -shutdown-timeout.
+// the runs.
+//
+// # Keeping up
+//
+// A River queue fetches jobs at most once per fetch cooldown, and each
+// fetch takes at most as many jobs as it has free workers, so a process
+// works at most -workers ÷ -fetch-cooldown jobs a second: River's defaults
+// (100 ms) with 10 workers cap it at 100 jobs/s, while intake takes
+// thousands of deliveries a second, and the backlog grows by the
+// difference. The defaults here, 100 workers and 10 ms, raise the ceiling
+// to 10,000 jobs/s, beyond what the callbacks and the database do on a
+// small machine, so the database is the limit. A 202 is not work done:
+// watch river_job's available jobs under load. On a 2-core machine,
+// `nectarhooks load -rate 500 -duration 20s` left none with these defaults,
+// and 8,000 with 10 workers and River's. -fetch-poll-interval (100 ms)
+// bounds how long a job inserted by another process waits when River's
+// LISTEN/NOTIFY wake-up is missed. Workers are goroutines, cheap while
+// idle; those running callbacks share the pool's connections (pgxpool's
+// default is 4 or the number of CPUs, whichever is more; raise it with
+// pool_max_conns in DATABASE_URL).
+//
+// # Shutdown
+//
+// On SIGINT or SIGTERM the HTTP server stops taking deliveries and waits
+// for those in progress, then the Handler is shut down, then River
+// finishes the jobs in progress, within -shutdown-timeout each, and the
+// pool is closed last: each step uses what the next one closes.
 package main
 
 import (
@@ -44,7 +71,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/nectarhooks/nectarhooks"
 	"github.com/nectarhooks/nectarhooks/riverqueue"
@@ -72,15 +98,24 @@ func main1(ctx context.Context, args []string, getenv func(string) string, stder
 	return 0
 }
 
+// Defaults that keep up: see "Keeping up" in the package doc.
+const (
+	defaultWorkers           = 100
+	defaultFetchCooldown     = 10 * time.Millisecond
+	defaultFetchPollInterval = 100 * time.Millisecond
+)
+
 // config is what flags and environment set.
 type config struct {
-	mode            string        // intake, worker or both
-	addr            string        // where intake listens
-	workers         int           // jobs worked at once by this process
-	migrate         bool          // apply River's migrations and create nectar_messages on start
-	shutdownTimeout time.Duration // for the server, then for River's running jobs
-	databaseURL     string
-	secret          string
+	mode              string        // intake, worker or both
+	addr              string        // where intake listens
+	workers           int           // jobs worked at once by this process
+	fetchCooldown     time.Duration // River's least time between fetches
+	fetchPollInterval time.Duration // River's longest time between fetches
+	migrate           bool          // apply River's migrations and create nectar_messages on start
+	shutdownTimeout   time.Duration // for each step of the shutdown
+	databaseURL       string
+	secret            string
 }
 
 func (c config) intake() bool { return c.mode == "intake" || c.mode == "both" }
@@ -92,9 +127,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.mode, "mode", "both", "`intake`, worker or both")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "`address` intake listens on (port 0: any free port)")
-	fs.IntVar(&c.workers, "workers", 10, "jobs this process works at once (worker, both)")
-	fs.BoolVar(&c.migrate, "migrate", true, "apply River's migrations and create the nectar_messages table on start")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for deliveries, then jobs, in progress")
+	// River works at most workers ÷ fetch-cooldown jobs a second per
+	// process (see "Keeping up" in the package doc): 10,000 by default.
+	fs.IntVar(&c.workers, "workers", defaultWorkers, "jobs this process works at once (worker, both)")
+	fs.DurationVar(&c.fetchCooldown, "fetch-cooldown", defaultFetchCooldown, "least `time` between River's fetches of jobs; throughput ≤ workers ÷ this")
+	fs.DurationVar(&c.fetchPollInterval, "fetch-poll-interval", defaultFetchPollInterval, "longest `time` between River's fetches when no insert notification comes")
+	fs.BoolVar(&c.migrate, "migrate", true, "apply River's migrations and create the nectar_messages table on start, under a lock; false where a separate step migrates")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound of each shutdown step: deliveries in progress, the Handler, then jobs in progress")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -105,6 +144,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-mode %q: want intake, worker or both", c.mode)
 	case c.workers <= 0:
 		return c, fmt.Errorf("-workers %d: want a positive number", c.workers)
+	case c.fetchCooldown < time.Millisecond:
+		return c, fmt.Errorf("-fetch-cooldown %s: want 1ms or more", c.fetchCooldown)
+	case c.fetchPollInterval < c.fetchCooldown:
+		return c, fmt.Errorf("-fetch-poll-interval %s: want at least -fetch-cooldown (%s)", c.fetchPollInterval, c.fetchCooldown)
 	}
 	c.databaseURL = getenv("DATABASE_URL")
 	if c.databaseURL == "" {
@@ -123,6 +166,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
+	// Closed last, after River has stopped: River's client and the jobs it
+	// runs use the pool until then.
 	defer pool.Close()
 	if cfg.migrate {
 		if err := migrate(ctx, pool, logger); err != nil {
@@ -142,6 +187,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if cfg.works() {
 		riverConfig.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.workers}}
 		riverConfig.Workers = workers
+		riverConfig.FetchCooldown = cfg.fetchCooldown
+		riverConfig.FetchPollInterval = cfg.fetchPollInterval
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), riverConfig)
 	if err != nil {
@@ -183,7 +230,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("river: %w", err)
 		}
-		logger.Info("working", slog.Int("workers", cfg.workers))
+		logger.Info("working", slog.Int("workers", cfg.workers),
+			slog.Duration("fetch_cooldown", cfg.fetchCooldown), slog.Duration("fetch_poll_interval", cfg.fetchPollInterval))
 	}
 
 	var srv *http.Server
@@ -205,15 +253,39 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	case serveErr = <-served:
 	}
 	logger.Info("shutting down")
+	shutdown(srv, h, client, cfg, logger)
+	return serveErr
+}
+
+// shutdown stops, in this order, each step using what the next one closes:
+//
+//  1. the HTTP server: no new deliveries, and those in progress finish
+//     their insert and get their answer;
+//  2. the Handler (Handler.Shutdown): nothing to drain with WithQueue, but
+//     it is the step that drains WithAsync's queue, in its place here;
+//  3. River (client.Stop): the jobs in progress finish and are recorded;
+//  4. the pool, deferred in run.
+//
+// Any other order breaks something still running: Handler.Shutdown is
+// meant for after the server's (a WithAsync Handler refuses deliveries
+// from then on), and a pool closed before River has stopped fails the
+// jobs in progress, and River's recording of those done, with "closed
+// pool" errors in the log; they run again later. Closed before the
+// server's Shutdown, it fails the last deliveries' inserts (503s).
+func shutdown(srv *http.Server, h *nectarhooks.Handler, client *river.Client[pgx.Tx], cfg config, logger *slog.Logger) {
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
+		if err := srv.Shutdown(ctx); err != nil {
 			logger.Error("stopping the server", slog.Any("error", err))
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		logger.Error("stopping the Handler", slog.Any("error", err))
+	}
 	stopClient(client, cfg, logger)
-	return serveErr
 }
 
 // stopClient stops a working client, letting its running jobs finish
@@ -244,17 +316,24 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// migrate applies River's migrations, as `river migrate-up` does, and
-// creates the table the callbacks write.
+// migrate applies River's migrations with riverqueue.Migrate, which holds
+// a PostgreSQL advisory lock meanwhile, so that replicas starting together
+// do not race, and creates the table the callbacks write, under the same
+// lock for the same reason: CREATE TABLE IF NOT EXISTS run by two sessions
+// at once can still fail with a duplicate key in PostgreSQL's catalog.
 func migrate(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	if err := riverqueue.Migrate(ctx, pool, riverqueue.WithMigrateLogger(logger)); err != nil {
+		return err
+	}
+	// A transaction-level lock on the same key: released at commit.
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", riverqueue.MigrateLockKey); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, createMessages)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	if _, err := pool.Exec(ctx, createMessages); err != nil {
 		return fmt.Errorf("creating nectar_messages: %w", err)
 	}
 	return nil

@@ -112,11 +112,63 @@ func TestBothModes(t *testing.T) {
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job"))
 }
 
+// TestReplicasStartTogether starts three processes at the same moment on a
+// database without River's tables, each migrating on start (the default):
+// all come up and serve, and every message sent to them, each to all
+// three, is processed once. On SIGTERM each shuts down in order, logging
+// no error (a pool closed too early would).
+func TestReplicasStartTogether(t *testing.T) {
+	const replicas, n = 3, 30
+	bin := build(t)
+	env := testEnv(t)
+	procs := make([]*process, replicas)
+	for i := range procs {
+		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0")
+	}
+	targets := make([]string, replicas)
+	for i, p := range procs {
+		targets[i] = "http://" + p.waitFor(t, "listening")["addr"].(string) + "/webhooks/nectar"
+	}
+
+	signer, err := nectarhookstest.NewSigner(env.secret)
+	require.NoError(t, err)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = nectarhookstest.NewMessageID()
+	}
+	for _, target := range targets {
+		statuses := deliverConcurrently(t, signer, target, ids, 1)
+		require.Equal(t, map[int]int{http.StatusAccepted: n}, statuses, "%s serves", target)
+	}
+
+	db := env.pool(t)
+	require.Eventually(t, func() bool {
+		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
+	}, wait, 50*time.Millisecond, "the replicas complete every job")
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	}
+	for i, p := range procs {
+		assert.Equal(t, 0, p.wait(t), "replica %d exits cleanly", i)
+		assert.NotContains(t, p.output(), `"level":"ERROR"`, "replica %d", i)
+	}
+	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectar_messages"))
+	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "each message once")
+	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job"), "one job per message")
+}
+
 func TestUsage(t *testing.T) {
 	env := func(vars map[string]string) func(string) string {
 		return func(k string) string { return vars[k] }
 	}
 	withDB := env(map[string]string{"DATABASE_URL": "postgres://x/y"})
+	defaults := config{mode: "both", addr: "127.0.0.1:8080", workers: 100, fetchCooldown: 10 * time.Millisecond,
+		fetchPollInterval: 100 * time.Millisecond, migrate: true, shutdownTimeout: 30 * time.Second, databaseURL: "postgres://x/y"}
+	with := func(change func(*config)) config {
+		c := defaults
+		change(&c)
+		return c
+	}
 	cases := []struct {
 		name    string
 		args    []string
@@ -124,14 +176,17 @@ func TestUsage(t *testing.T) {
 		wantErr string
 		want    config
 	}{
-		{"defaults", nil, withDB, "",
-			config{mode: "both", addr: "127.0.0.1:8080", workers: 10, migrate: true, shutdownTimeout: 30 * time.Second, databaseURL: "postgres://x/y"}},
+		{"defaults", nil, withDB, "", defaults},
 		{"intake, no migrations", []string{"-mode", "intake", "-migrate=false"}, withDB, "",
-			config{mode: "intake", addr: "127.0.0.1:8080", workers: 10, shutdownTimeout: 30 * time.Second, databaseURL: "postgres://x/y"}},
+			with(func(c *config) { c.mode, c.migrate = "intake", false })},
+		{"fetch settings", []string{"-workers", "20", "-fetch-cooldown", "5ms", "-fetch-poll-interval", "1s"}, withDB, "",
+			with(func(c *config) { c.workers, c.fetchCooldown, c.fetchPollInterval = 20, 5*time.Millisecond, time.Second })},
 		{"test variable as fallback", []string{"-mode", "worker"}, env(map[string]string{"NECTARHOOKS_POSTGRES_URL": "postgres://t/t"}), "",
-			config{mode: "worker", addr: "127.0.0.1:8080", workers: 10, migrate: true, shutdownTimeout: 30 * time.Second, databaseURL: "postgres://t/t"}},
+			with(func(c *config) { c.mode, c.databaseURL = "worker", "postgres://t/t" })},
 		{"unknown mode", []string{"-mode", "both-ish"}, withDB, `-mode "both-ish"`, config{}},
 		{"no workers", []string{"-workers", "0"}, withDB, "-workers 0", config{}},
+		{"cooldown under River's minimum", []string{"-fetch-cooldown", "500us"}, withDB, "-fetch-cooldown 500µs", config{}},
+		{"poll shorter than cooldown", []string{"-fetch-poll-interval", "5ms"}, withDB, "-fetch-poll-interval 5ms", config{}},
 		{"no database", nil, env(nil), "DATABASE_URL", config{}},
 		{"stray argument", []string{"worker"}, withDB, "unexpected arguments", config{}},
 	}

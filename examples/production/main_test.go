@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
+)
+
+// wait bounds every wait for a process, so that a bug fails the test
+// instead of hanging it; not a timing assertion.
+const wait = 90 * time.Second
+
+// TestReplicasRunEachMessageOnce starts three replicas at the same moment
+// on a database without any table, and sends every message to all three
+// at once, as Svix's redeliveries reach whichever replica answers: each
+// message's callback runs once. Then, with River's completed jobs deleted
+// (as its retention does after 48 hours), a resend of every message makes
+// new jobs, which pgxstore turns away without running the callbacks again.
+// The replicas' metrics show it, and each shuts down cleanly on SIGTERM.
+func TestReplicasRunEachMessageOnce(t *testing.T) {
+	const replicas, n = 3, 40
+	bin := build(t)
+	env := testEnv(t)
+	procs := make([]*process, replicas)
+	for i := range procs {
+		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+	}
+	targets := make([]string, replicas)
+	metricsURLs := make([]string, replicas)
+	for i, p := range procs {
+		rec := p.waitFor(t, "listening")
+		targets[i] = "http://" + rec["addr"].(string) + "/webhooks/nectar"
+		metricsURLs[i] = "http://" + rec["metrics_addr"].(string) + "/metrics"
+	}
+	d := newDeliverer(t, env.secret)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = nectarhookstest.NewMessageID()
+	}
+	db := env.pool(t)
+
+	// Every message to every replica at once: one job each.
+	statuses := d.deliverAll(t, ids, targets)
+	require.Equal(t, map[int]int{http.StatusAccepted: replicas * n}, statuses)
+	require.Eventually(t, func() bool {
+		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
+	}, wait, 50*time.Millisecond, "the replicas complete every job")
+	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job"), "one job per message")
+	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectar_messages"))
+	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "each callback once")
+
+	// River forgets the completed jobs; a resend of each message to one
+	// replica makes a job again, and pgxstore, which remembers, stops it.
+	_, err := db.Exec(context.Background(), "DELETE FROM river_job")
+	require.NoError(t, err)
+	statuses = d.deliverAll(t, ids, targets[:1])
+	require.Equal(t, map[int]int{http.StatusAccepted: n}, statuses)
+	require.Eventually(t, func() bool {
+		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
+	}, wait, 50*time.Millisecond, "the resends' jobs complete")
+	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "no callback ran again")
+	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectarhooks_messages WHERE done"), "pgxstore holds every message, done")
+
+	// Metrics, summed over the replicas' scrapes.
+	var pages []string
+	for _, u := range metricsURLs {
+		pages = append(pages, scrape(t, u))
+	}
+	metric := func(name, label string) float64 {
+		sum, found := sumSamples(pages, name, label)
+		assert.NotZero(t, found, "no %s{%s} on /metrics", name, label)
+		return sum
+	}
+	assert.Equal(t, float64(replicas*n+n), metric("nectarhooks_deliveries_total", ""), "deliveries")
+	assert.Equal(t, float64(n), metric("nectarhooks_callback_duration_seconds_count", `nectarhooks_outcome="processed"`), "callbacks run")
+	// The second wave's jobs, which pgxstore turned away, ran no callback.
+	// No metric counts them (yet): nectarhooks_duplicates_total counts
+	// deliveries, and the Worker's DispatchVerified records none.
+
+	assert.Zero(t, metric("nectarhooks_queue_backlog", ""), "no backlog")
+	metric("nectarhooks_queue_backlog_age_seconds", "")
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	}
+	for i, p := range procs {
+		assert.Equal(t, 0, p.wait(t), "replica %d exits cleanly", i)
+		assert.NotContains(t, p.output(), `"level":"ERROR"`, "replica %d logs no error", i)
+		assert.NotContains(t, p.output(), `"level":"WARN"`, "replica %d refused nothing", i)
+	}
+}
+
+// TestMigrateFalse: with -migrate=false on a database nobody migrated, the
+// replica stops at once with River's missing table in its error; after a
+// migrating replica ran, it serves.
+func TestMigrateFalse(t *testing.T) {
+	bin := build(t)
+	env := testEnv(t)
+	p := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
+	assert.Equal(t, 1, p.wait(t))
+	assert.Contains(t, p.output(), "river_")
+
+	first := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+	first.waitFor(t, "listening")
+	second := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
+	addr := second.waitFor(t, "listening")["addr"].(string)
+	d := newDeliverer(t, env.secret)
+	assert.Equal(t, map[int]int{http.StatusAccepted: 1}, d.deliverAll(t, []string{nectarhookstest.NewMessageID()}, []string{"http://" + addr + "/webhooks/nectar"}))
+	for _, p := range []*process{first, second} {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		assert.Equal(t, 0, p.wait(t))
+	}
+}
+
+func TestUsage(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	full := env(map[string]string{"DATABASE_URL": "postgres://x/y", "NECTAR_WEBHOOK_SECRET": "whsec_abc"})
+	defaults := config{addr: "127.0.0.1:8080", metricsAddr: "127.0.0.1:9464", workers: 100, maxConns: 20,
+		fetchCooldown: 10 * time.Millisecond, fetchPollInterval: 100 * time.Millisecond,
+		callbackTimeout: 30 * time.Second, migrate: true, shutdownTimeout: 30 * time.Second,
+		databaseURL: "postgres://x/y", secret: "whsec_abc"}
+	with := func(change func(*config)) config {
+		c := defaults
+		change(&c)
+		return c
+	}
+	cases := []struct {
+		name    string
+		args    []string
+		getenv  func(string) string
+		wantErr string
+		want    config
+	}{
+		{"defaults", nil, full, "", defaults},
+		{"flags", []string{"-addr", ":80", "-metrics-addr", ":9000", "-workers", "8", "-max-conns", "0", "-fetch-cooldown", "50ms",
+			"-fetch-poll-interval", "2s", "-callback-timeout", "5s", "-migrate=false", "-shutdown-timeout", "1m"}, full, "",
+			with(func(c *config) {
+				c.addr, c.metricsAddr, c.workers, c.maxConns, c.fetchCooldown = ":80", ":9000", 8, 0, 50*time.Millisecond
+				c.fetchPollInterval, c.callbackTimeout, c.migrate, c.shutdownTimeout = 2*time.Second, 5*time.Second, false, time.Minute
+			})},
+		{"test variable as fallback", nil, env(map[string]string{"NECTARHOOKS_POSTGRES_URL": "postgres://t/t", "NECTAR_WEBHOOK_SECRET": "whsec_abc"}), "",
+			with(func(c *config) { c.databaseURL = "postgres://t/t" })},
+		{"no secret", nil, env(map[string]string{"DATABASE_URL": "postgres://x/y"}), "NECTAR_WEBHOOK_SECRET", config{}},
+		{"no database", nil, env(map[string]string{"NECTAR_WEBHOOK_SECRET": "whsec_abc"}), "DATABASE_URL", config{}},
+		{"no workers", []string{"-workers", "0"}, full, "-workers 0", config{}},
+		{"one connection", []string{"-max-conns", "1"}, full, "-max-conns 1", config{}},
+		{"cooldown under River's minimum", []string{"-fetch-cooldown", "0s"}, full, "-fetch-cooldown 0s", config{}},
+		{"poll shorter than cooldown", []string{"-fetch-poll-interval", "1ms"}, full, "-fetch-poll-interval 1ms", config{}},
+		{"no callback time", []string{"-callback-timeout", "0s"}, full, "-callback-timeout 0s", config{}},
+		{"stray argument", []string{"serve"}, full, "unexpected arguments", config{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConfig(tc.args, tc.getenv, io.Discard)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				var stderr bytes.Buffer
+				assert.Equal(t, 2, main1(context.Background(), tc.args, tc.getenv, &stderr))
+				assert.Contains(t, stderr.String(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// build compiles the example into a temporary directory.
+func build(t *testing.T) string {
+	t.Helper()
+	nectarhookstest.PostgresURL(t) // skip before building when there is no server
+	bin := filepath.Join(t.TempDir(), "production")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// environment is a database of the test's own and a secret.
+type environment struct {
+	dbURL, secret string
+}
+
+// testEnv creates an empty database of the test's own, dropped when it
+// ends.
+func testEnv(t *testing.T) environment {
+	t.Helper()
+	admin := nectarhookstest.PostgresURL(t)
+	ctx := context.Background()
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	name := "nh_production_" + hex.EncodeToString(b)
+	conn, err := pgx.Connect(ctx, admin)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+	conn.Close(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), admin)
+		if err != nil {
+			t.Errorf("dropping %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("dropping %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(admin)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	return environment{dbURL: u.String(), secret: nectarhookstest.NewSecret()}
+}
+
+func (e environment) pool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), e.dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, query string) int {
+	t.Helper()
+	var n *int64
+	require.NoError(t, pool.QueryRow(context.Background(), query).Scan(&n))
+	if n == nil {
+		return 0
+	}
+	return int(*n)
+}
+
+// process is a running example, its JSON log lines read as they come.
+type process struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	done  chan struct{}
+	mu    sync.Mutex
+	log   bytes.Buffer // everything it wrote, for failure messages
+}
+
+func start(t *testing.T, bin string, env environment, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "NECTAR_WEBHOOK_SECRET="+env.secret)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &process{cmd: cmd, lines: make(chan map[string]any, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil {
+				select {
+				case p.lines <- rec:
+				default: // nobody waits for it
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			p.wait(t)
+		}
+		if t.Failed() {
+			t.Logf("%s %s wrote:\n%s", filepath.Base(bin), strings.Join(args, " "), p.output())
+		}
+	})
+	return p
+}
+
+// waitFor returns the first log record whose msg is msg.
+func (p *process) waitFor(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case rec := <-p.lines:
+			if rec["msg"] == msg {
+				return rec
+			}
+		case <-p.done:
+			t.Fatalf("process ended before logging %q:\n%s", msg, p.output())
+		case <-timeout:
+			t.Fatalf("no %q in the log:\n%s", msg, p.output())
+		}
+	}
+}
+
+// wait waits for the process to end and returns its exit status (-1 when
+// killed by a signal).
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done: // the log is read to the end first, as exec.Cmd.Wait requires
+	case <-time.After(wait):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("process still running after %s; killed", wait)
+	}
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("waiting: %v", err)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// deliverer sends signed deliveries as Svix does: every attempt of a
+// message has the message's id and a fresh timestamp and signature.
+type deliverer struct {
+	signer *nectarhookstest.Signer
+	client *http.Client
+}
+
+func newDeliverer(t *testing.T, secret string) *deliverer {
+	t.Helper()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &deliverer{signer: signer, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// deliverAll sends every message to every target, the attempts of one
+// message at the same moment, 16 deliveries at a time, and counts the
+// answers by status (-1 for no answer).
+func (d *deliverer) deliverAll(t *testing.T, ids, targets []string) map[int]int {
+	t.Helper()
+	types := nectarhooks.EventTypes()
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				body := nectarhookstest.Sample(types[i%len(types)])
+				var inner sync.WaitGroup
+				for _, target := range targets {
+					inner.Go(func() {
+						status := d.deliver(target, ids[i], body)
+						mu.Lock()
+						statuses[status]++
+						mu.Unlock()
+					})
+				}
+				inner.Wait()
+			}
+		})
+	}
+	for i := range ids {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return statuses
+}
+
+func (d *deliverer) deliver(target, id string, body []byte) int {
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return -1
+	}
+	req.Header = d.signer.HeaderFor(id, time.Now(), body)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return -1
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// scrape GETs a Prometheus /metrics page.
+func scrape(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	return string(b)
+}
+
+// sumSamples sums, over pages, the samples of the metric named name whose
+// labels contain label ("" for all), and counts them.
+func sumSamples(pages []string, name, label string) (sum float64, found int) {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? (\S+)$`)
+	for _, page := range pages {
+		for _, m := range re.FindAllStringSubmatch(page, -1) {
+			if label != "" && !strings.Contains(m[1], label) {
+				continue
+			}
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				panic(fmt.Sprintf("sample %q: %v", m[0], err))
+			}
+			sum += v
+			found++
+		}
+	}
+	return sum, found
+}
