@@ -1,31 +1,3 @@
-// Package nectarhooks receives Nectar's webhooks in Go: it verifies Svix
-// signatures on the raw body, decodes the five v2 event types into typed
-// structs, and routes each delivery to the callback registered for it.
-//
-// A receiver is a [Handler] with a callback per event it cares about:
-//
-//	h, err := nectarhooks.NewHandler(os.Getenv("NECTAR_WEBHOOK_SECRET"))
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
-//		if e.Old.Status != nil {
-//			log.Printf("connection %s: %s -> %s", e.ID, *e.Old.Status, e.Status)
-//		}
-//		return nil
-//	})
-//	http.Handle("POST /webhooks/nectar", h)
-//
-// The Handler answers as Svix expects: 2xx once the callback has returned
-// nil (or when no callback is registered for the event type: a retry could
-// not help), 401 for a message that fails verification, and 5xx when a
-// callback fails, so that Svix delivers it again. Svix retries over about 28
-// hours and may deliver one message more than once: [Message.ID], from
-// [MessageFromContext], is the key to make callbacks idempotent.
-//
-// Services that route requests themselves can use [Verifier.Middleware],
-// which only verifies; [Verifier.Verify] and [Parse] are the two steps on
-// their own.
 package nectarhooks
 
 import (

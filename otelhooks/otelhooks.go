@@ -97,7 +97,7 @@ func New(opts ...Option) (*Observer, error) {
 	}, nil
 }
 
-// Start opens the stage's span; see the README's Observability section
+// Start opens the stage's span; see docs/observability.md
 // for their names and attributes.
 func (o *Observer) Start(ctx context.Context, d nectarhooks.Delivery) context.Context {
 	return startSpan(ctx, o.tracer, d)

@@ -45,7 +45,7 @@ func TestThreeReplicas(t *testing.T) {
 	urls := make([]string, replicas)
 	for r := range replicas {
 		pool := newPool(t, dbURL, 8)
-		// One client both inserts and works, wired as the README shows.
+		// One client both inserts and works, wired as docs/durable.md shows.
 		client, workers := newRiverClient(t, pool)
 		h, err := nectarhooks.NewHandler(secret, nectarhooks.WithQueue(riverqueue.New(client)),
 			nectarhooks.WithErrorHandler(func(_ context.Context, status int, err error) {

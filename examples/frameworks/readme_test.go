@@ -1,9 +1,9 @@
 package frameworks_test
 
-// The README's "Mounting" fragment, one paragraph per router, compiled in
-// this module because it names chi, gin and echo. The core module's
-// internal/readme test checks that the text here and in README.md is the
-// same; edit both together. TestMountedRoutes runs each mount.
+// The "Mounting" fragment of docs/receiving.md, one paragraph per router,
+// compiled in this module because it names chi, gin and echo. The core
+// module's internal/readme test checks that the text here and in
+// docs/receiving.md is the same; edit both together. TestMountedRoutes runs each mount.
 
 import (
 	"context"

@@ -1,4 +1,9 @@
-// Package readme holds the compiled copies of README.md's Go fragments and
-// the test that keeps them and the README in step: see readme_test.go for
-// the rule, and CONTRIBUTING.md for how to add a snippet. It has no API.
+// Package readme keeps the documentation honest. Its tests compile every
+// Go snippet of README.md and of the manual in docs/ (readme_test.go, with
+// the compiled copies of the fragments in fragments_test.go and
+// conformance.go), check that every relative link of the markdown leads
+// somewhere (links_test.go), and hold the tables of errors in
+// docs/errors.md and in the package documentation to StatusCode
+// (errors_test.go). CONTRIBUTING.md explains the rules to authors. It has
+// no API.
 package readme

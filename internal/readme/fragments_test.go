@@ -1,9 +1,9 @@
 package readme_test
 
-// The README's fragments of the core module, each inside as little program
-// as it needs to compile, and run where running them proves something.
-// TestREADMEFragmentsHaveCompiledCopies checks that the text here and in
-// README.md is the same; edit both together.
+// The fragments of the core module in README.md and docs/*.md, each inside
+// as little program as it needs to compile, and run where running them
+// proves something. TestREADMEFragmentsHaveCompiledCopies checks that the
+// text here and in the markdown is the same; edit both together.
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
-// README "Middleware mode".
+// docs/receiving.md "Middleware mode".
 func middlewareMode(mux *http.ServeMux, existingRoute http.Handler) {
 	v, err := nectarhooks.NewVerifier(os.Getenv("NECTAR_WEBHOOK_SECRET"))
 	if err != nil {
@@ -33,7 +33,7 @@ func middlewareMode(mux *http.ServeMux, existingRoute http.Handler) {
 	mux.Handle("POST /webhooks/nectar", v.Middleware(existingRoute))
 }
 
-// README "Without net/http": the Lambda sketch uses a package-level h.
+// docs/receiving.md "Without net/http": the Lambda sketch uses a package-level h.
 var h *nectarhooks.Handler
 
 func handle(ctx context.Context, req events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
@@ -52,19 +52,59 @@ func handle(ctx context.Context, req events.LambdaFunctionURLRequest) (events.La
 	return events.LambdaFunctionURLResponse{StatusCode: nectarhooks.StatusCode(err)}, nil
 }
 
-// README "Secret rotation".
+// README "Production checklist" and docs/receiving.md "Secret rotation".
 func secretRotation(newSecret, oldSecret string) (*nectarhooks.Handler, error) {
 	h, err := nectarhooks.NewHandler(newSecret, nectarhooks.WithSecrets(oldSecret))
 
 	return h, err
 }
 
-// README "Retries and duplicate deliveries".
+// docs/retries.md "Retries and duplicate deliveries".
 func idempotency(secret string) (*nectarhooks.Handler, error) {
 	h, err := nectarhooks.NewHandler(secret,
 		nectarhooks.WithIdempotency(nectarhooks.NewMemoryStore(0, 0)))
 
 	return h, err
+}
+
+// README "Production checklist": the shutdown order with River. River's
+// client and pgx's pool are interfaces here, so that the core module
+// compiles it; docs/durable.md has the whole program, compiled in the
+// riverqueue module.
+func shutdownOrder(ctx context.Context, srv *http.Server, h *nectarhooks.Handler,
+	client interface{ Stop(context.Context) error }, pool interface{ Close() }) {
+	srv.Shutdown(ctx) // 1. the HTTP server: no new deliveries
+	h.Shutdown(ctx)   // 2. the Handler: drains a WithAsync queue
+	client.Stop(ctx)  // 3. River: running jobs finish
+	pool.Close()      // 4. the database pool
+}
+
+// stopRecorder records the order of the Stop and Close calls.
+type stopRecorder struct {
+	name  string
+	calls *[]string
+}
+
+func (r stopRecorder) Stop(context.Context) error { *r.calls = append(*r.calls, r.name); return nil }
+func (r stopRecorder) Close()                     { *r.calls = append(*r.calls, r.name) }
+
+func TestShutdownOrderFragment(t *testing.T) {
+	secret := nectarhookstest.NewSecret()
+	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithAsync(1, 4))
+	require.NoError(t, err)
+	h.OnDocumentCreated(func(ctx context.Context, e *nectarhooks.DocumentCreated) error { return nil })
+	srv := httptest.NewServer(h)
+	var calls []string
+	shutdownOrder(context.Background(), srv.Config, h, stopRecorder{"river", &calls}, stopRecorder{"pool", &calls})
+	srv.Close()
+	assert.Equal(t, []string{"river", "pool"}, calls)
+
+	// The Handler was shut down before River: a delivery now is refused.
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signer.Request("/", nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 }
 
 func TestMiddlewareModeFragment(t *testing.T) {

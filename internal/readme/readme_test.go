@@ -18,7 +18,8 @@ import (
 )
 
 // The rule this file enforces (CONTRIBUTING.md explains it to authors):
-// every ```go block of README.md compiles.
+// every ```go block of README.md and of the manual beside it (docs/*.md)
+// compiles.
 //
 //   - A block that starts with a package clause is a complete file. It is
 //     compiled as it stands, in a package directory of its own that exists
@@ -42,8 +43,9 @@ import (
 // repoRoot is the repository root, from this package's directory.
 const repoRoot = "../.."
 
-// snippet is one ```go block of README.md.
+// snippet is one ```go block of README.md or of a page of docs/.
 type snippet struct {
+	file   string // the markdown file, relative to the repository root
 	line   int    // the line of its opening fence, 1-based
 	module string // the module directory it belongs to, "." for the core
 	code   string // its text, without the fences
@@ -63,8 +65,12 @@ func (s snippet) complete() bool {
 
 var markerPattern = regexp.MustCompile(`^<!--\s*go-snippet\s+module=(\S+)\s*-->$`)
 
-// readmeSnippets returns the ```go blocks of the markdown in src.
-func readmeSnippets(t *testing.T, src []byte) []snippet {
+// where names the snippet's place in messages and test names.
+func (s snippet) where() string { return fmt.Sprintf("%s:%d", s.file, s.line) }
+
+// readmeSnippets returns the ```go blocks of the markdown in src, read
+// from file.
+func readmeSnippets(t *testing.T, file string, src []byte) []snippet {
 	t.Helper()
 	var (
 		out      []snippet
@@ -94,7 +100,7 @@ func readmeSnippets(t *testing.T, src []byte) []snippet {
 				fence = ""
 			}
 		case trimmed == "```go":
-			cur = &snippet{line: n, module: "."}
+			cur = &snippet{file: file, line: n, module: "."}
 			if m := markerPattern.FindStringSubmatch(strings.TrimSpace(previous)); m != nil {
 				cur.module = filepath.Clean(m[1])
 			}
@@ -104,7 +110,7 @@ func readmeSnippets(t *testing.T, src []byte) []snippet {
 		previous = line
 	}
 	require.NoError(t, sc.Err())
-	require.Nil(t, cur, "README.md: the ```go block at line %d is not closed", func() int {
+	require.Nil(t, cur, "%s: the ```go block at line %d is not closed", file, func() int {
 		if cur == nil {
 			return 0
 		}
@@ -204,12 +210,42 @@ func copies(t *testing.T, module string) map[string][]string {
 	return out
 }
 
+// markdownFiles returns README.md and every page of docs/ (docs/*.md, and
+// below), relative to the repository root, with forward slashes.
+func markdownFiles(t *testing.T) []string {
+	t.Helper()
+	files := []string{"README.md"}
+	err := filepath.WalkDir(filepath.Join(repoRoot, "docs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".md") {
+			rel, err := filepath.Rel(repoRoot, path)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	require.NoError(t, err, "reading docs/")
+	require.Greater(t, len(files), 1, "docs/ has no pages: is this the right directory?")
+	return files
+}
+
+// readREADME returns the ```go blocks of README.md and of the docs/ pages.
 func readREADME(t *testing.T) []snippet {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
-	require.NoError(t, err)
-	snippets := readmeSnippets(t, src)
-	require.NotEmpty(t, snippets, "README.md has no ```go blocks: is this the right file?")
+	var snippets []snippet
+	for _, file := range markdownFiles(t) {
+		src, err := os.ReadFile(filepath.Join(repoRoot, filepath.FromSlash(file)))
+		require.NoError(t, err)
+		found := readmeSnippets(t, file, src)
+		if file == "README.md" {
+			require.NotEmpty(t, found, "README.md has no ```go blocks: is this the right file?")
+		}
+		snippets = append(snippets, found...)
+	}
 	return snippets
 }
 
@@ -219,7 +255,7 @@ func TestREADMEFragmentsHaveCompiledCopies(t *testing.T) {
 		if s.complete() {
 			continue
 		}
-		t.Run(fmt.Sprintf("README.md:%d", s.line), func(t *testing.T) {
+		t.Run(s.where(), func(t *testing.T) {
 			files := copies(t, s.module)
 			require.NotEmpty(t, files, "module %s has no Go file with \"readme\" in its path to hold the compiled copy of this snippet", s.module)
 			for _, p := range paragraphs(s.code) {
@@ -230,8 +266,8 @@ func TestREADMEFragmentsHaveCompiledCopies(t *testing.T) {
 						break
 					}
 				}
-				assert.True(t, found, "README.md:%d: this paragraph is in no Go file of module %q whose path contains \"readme\" (add a compiled copy, or mark the block's module):\n%s",
-					s.line, s.module, strings.Join(p, "\n"))
+				assert.True(t, found, "%s: this paragraph is in no Go file of module %q whose path contains \"readme\" (add a compiled copy, or mark the block's module):\n%s",
+					s.where(), s.module, strings.Join(p, "\n"))
 			}
 		})
 	}
@@ -268,14 +304,16 @@ func TestREADMECompleteFilesCompile(t *testing.T) {
 				// so an empty one is made in the module and removed after;
 				// the file itself lives only in the overlay, named after the
 				// snippet's line so that compiler messages say which failed.
-				dir, err := os.MkdirTemp(moduleDir, fmt.Sprintf("zz_readme_line%d_", s.line))
+				// The file and line make the names unique across pages.
+				tag := strings.NewReplacer("/", "_", ".", "_", "-", "_").Replace(strings.TrimSuffix(s.file, ".md")) + fmt.Sprintf("_line%d", s.line)
+				dir, err := os.MkdirTemp(moduleDir, "zz_readme_"+tag+"_")
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = os.RemoveAll(dir) })
 				pkgDir := filepath.Base(dir)
-				name := fmt.Sprintf("readme_line%d.go", s.line)
+				name := "readme_" + tag + ".go"
 				isTest := regexp.MustCompile(`(?m)^package \w+_test\s*$`).MatchString(s.code)
 				if isTest {
-					name = fmt.Sprintf("readme_line%d_test.go", s.line)
+					name = "readme_" + tag + "_test.go"
 					testPkgs = append(testPkgs, "./"+pkgDir)
 				}
 				src := filepath.Join(tmp, name)
@@ -311,11 +349,11 @@ func TestREADMECompleteFilesCompile(t *testing.T) {
 // TestReadmeSnippetsParser checks the extraction on a small document.
 func TestReadmeSnippetsParser(t *testing.T) {
 	doc := "# T\n\n```go\nx := 1\n```\n\n```sh\n```go\nnot go\n```\n\n<!-- go-snippet module=pgxstore -->\n```go\npackage main\n\nfunc main() {}\n```\n\n````\n```go\ninside a longer fence\n```\n````\n"
-	got := readmeSnippets(t, []byte(doc))
+	got := readmeSnippets(t, "docs/x.md", []byte(doc))
 	require.Len(t, got, 2)
-	assert.Equal(t, snippet{line: 3, module: ".", code: "x := 1"}, got[0])
+	assert.Equal(t, snippet{file: "docs/x.md", line: 3, module: ".", code: "x := 1"}, got[0])
 	assert.False(t, got[0].complete())
-	assert.Equal(t, snippet{line: 13, module: "pgxstore", code: "package main\n\nfunc main() {}"}, got[1])
+	assert.Equal(t, snippet{file: "docs/x.md", line: 13, module: "pgxstore", code: "package main\n\nfunc main() {}"}, got[1])
 	assert.True(t, got[1].complete())
 
 	assert.Equal(t, [][]string{{"a", "\tb"}, {"c"}}, paragraphs("\ta\n\t\tb\n\n\tc\n"))
