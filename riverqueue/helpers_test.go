@@ -36,15 +36,30 @@ const wait = 90 * time.Second
 // pollEvery is how often waits look again.
 const pollEvery = 20 * time.Millisecond
 
-// newDatabase creates a database of the test's own on the test server
-// (nectarhookstest.PostgresURL), runs River's migrations in it, and drops it
-// when the test ends. It returns the database's URL.
+// newDatabase creates a database of the test's own with River's tables
+// (see newEmptyDatabase), and returns its URL.
 func newDatabase(tb testing.TB) string {
+	tb.Helper()
+	dbURL := newEmptyDatabase(tb)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(tb, err)
+	defer pool.Close()
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	require.NoError(tb, err)
+	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	require.NoError(tb, err)
+	return dbURL
+}
+
+// newEmptyDatabase creates a database of the test's own on the test server,
+// without River's tables (newDatabase migrates its database), and drops it
+// when the test ends. It returns the database's URL.
+func newEmptyDatabase(tb testing.TB) string {
 	tb.Helper()
 	admin := nectarhookstest.PostgresURL(tb)
 	ctx := context.Background()
 	name := "nh_river_" + randomHex(tb, 6)
-
 	conn, err := pgx.Connect(ctx, admin)
 	require.NoError(tb, err)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
@@ -61,20 +76,10 @@ func newDatabase(tb testing.TB) string {
 			tb.Errorf("dropping database %s: %v", name, err)
 		}
 	})
-
 	u, err := url.Parse(admin)
 	require.NoError(tb, err)
 	u.Path = "/" + name
-	dbURL := u.String()
-
-	pool, err := pgxpool.New(ctx, dbURL)
-	require.NoError(tb, err)
-	defer pool.Close()
-	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
-	require.NoError(tb, err)
-	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	require.NoError(tb, err)
-	return dbURL
+	return u.String()
 }
 
 func randomHex(tb testing.TB, n int) string {

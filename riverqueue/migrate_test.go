@@ -5,7 +5,6 @@ import (
 	"context"
 	"log"
 	"log/slog"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -21,36 +20,6 @@ import (
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 	"github.com/nectarhooks/nectarhooks/riverqueue"
 )
-
-// newEmptyDatabase creates a database of the test's own on the test server,
-// without River's tables (newDatabase migrates its database), and drops it
-// when the test ends. It returns the database's URL.
-func newEmptyDatabase(tb testing.TB) string {
-	tb.Helper()
-	admin := nectarhookstest.PostgresURL(tb)
-	ctx := context.Background()
-	name := "nh_river_" + randomHex(tb, 6)
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(tb, err)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	conn.Close(ctx)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	return u.String()
-}
 
 // riverVersions returns the migration versions applied in pool's database
 // and all those this River has.
