@@ -30,6 +30,15 @@ import (
 // or at the Handler's callback timeout (nectarhooks.WithCallbackTimeout, 10
 // seconds by default), whichever comes first, and when the client stops.
 // Raise both for callbacks that take longer.
+//
+// The Handler's idempotency store calls are bounded by
+// nectarhooks.WithStoreTimeout, 1 second by default, which suits intake,
+// where Svix waits for the answer. A worker answers nobody: with many
+// workers sharing a small pool, calls queue for a connection, and a second
+// is too short (examples/production measured 270 "complete: context
+// deadline exceeded" with 100 workers on pgx's default 4 connections). Give
+// the workers' Handler a longer WithStoreTimeout, such as 10 seconds, and
+// its store a pool sized for the workers.
 type Worker struct {
 	river.WorkerDefaults[Args]
 	h       *nectarhooks.Handler
