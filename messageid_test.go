@@ -2,6 +2,7 @@ package nectarhooks_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -98,4 +99,51 @@ func TestMessageIDs(t *testing.T) {
 	err = h.DispatchVerified(context.Background(), nectarhooks.Message{ID: "msg_\xfe", Payload: body})
 	require.ErrorIs(t, err, nectarhooks.ErrInvalidMessageID)
 	assert.Contains(t, err.Error(), "byte 0xfe at 4")
+}
+
+// FuzzMessageID: whatever svix-id a correctly signed delivery carries, the
+// Handler either refuses it with 400 (exactly when it is not 1 to
+// MaxMessageIDLength bytes of printable ASCII without spaces) or runs the
+// callback with that id, byte for byte.
+func FuzzMessageID(f *testing.F) {
+	for _, id := range []string{nectarhookstest.NewMessageID(), "msg_\xfe", "msg_\x00", "msg a", "~", "\u202e", strings.Repeat("x", 257)} {
+		f.Add(id)
+	}
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(f, err)
+	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithLogger(nil))
+	require.NoError(f, err)
+	var got string
+	h.OnConnectionUpdated(func(ctx context.Context, _ *nectarhooks.ConnectionUpdated) error {
+		m, _ := nectarhooks.MessageFromContext(ctx)
+		got = m.ID
+		return nil
+	})
+	body := nectarhookstest.Sample(nectarhooks.EventConnectionUpdated)
+	f.Fuzz(func(t *testing.T, id string) {
+		if id == "" {
+			return // no svix-id header at all: a verification error
+		}
+		valid := len(id) <= nectarhooks.MaxMessageIDLength
+		for i := 0; i < len(id); i++ {
+			valid = valid && id[i] > ' ' && id[i] <= '~'
+		}
+		got = ""
+		header := signer.HeaderFor(id, time.Now(), body)
+		if header.Get("Svix-Id") != id {
+			return // http.Header trims nothing, but be sure the id went out as given
+		}
+		err := h.Dispatch(context.Background(), body, header)
+		switch {
+		case valid && err != nil:
+			t.Fatalf("svix-id %q refused: %v", id, err)
+		case valid && got != id:
+			t.Fatalf("svix-id %q reached the callback as %q", id, got)
+		case !valid && !errors.Is(err, nectarhooks.ErrInvalidMessageID):
+			t.Fatalf("svix-id %q: err %v, want ErrInvalidMessageID", id, err)
+		case !valid && got != "":
+			t.Fatalf("svix-id %q ran the callback", id)
+		}
+	})
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -71,6 +74,36 @@ func FuzzShellQuote(f *testing.F) {
 		}
 		if len(words) != 1 || words[0] != s {
 			t.Fatalf("%q quoted as %q read back as %q", s, shellQuote(s), words)
+		}
+	})
+}
+
+// FuzzPromValue feeds load -wait-url's metrics reader whatever a URL
+// answers. It must not panic; what it reads is a finite sum, of a metric
+// the page names; and a line it writes itself reads back.
+func FuzzPromValue(f *testing.F) {
+	f.Add("# HELP x\nnectarhooks_queue_backlog 3\nnectarhooks_queue_backlog{queue=\"a\"} 4\n", "nectarhooks_queue_backlog", 1.5)
+	f.Add("m{l=\"}\\\"\"} 1\nm_total 9\n", "m", 0.0)
+	f.Add("m{unterminated 1\n", "m", -2.0)
+	f.Add("m 1e308\nm 1e308\n", "m", 1e308)
+	f.Fuzz(func(t *testing.T, text, name string, v float64) {
+		if !validMetricName(name) {
+			return
+		}
+		if sum, err := promValue(text, name); err == nil {
+			if math.IsNaN(sum) || math.IsInf(sum, 0) {
+				t.Fatalf("promValue(%q, %q) = %v, not a finite sum", text, name, sum)
+			}
+			if !strings.Contains(text, name) {
+				t.Fatalf("promValue(%q, %q) = %v from a page without the metric", text, name, sum)
+			}
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		line := name + "{queue=\"default\"} " + strconv.FormatFloat(v, 'g', -1, 64) + "\n"
+		if got, err := promValue("# TYPE "+name+" gauge\n"+line, name); err != nil || got != v {
+			t.Fatalf("promValue of %q = %v, %v; want %v", line, got, err, v)
 		}
 	})
 }

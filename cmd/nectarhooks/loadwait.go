@@ -180,8 +180,11 @@ func promValue(text, name string) (float64, error) {
 		sum += v
 		found = true
 	}
-	if !found {
+	switch {
+	case !found:
 		return 0, fmt.Errorf("no metric %s in the answer", name)
+	case math.IsInf(sum, 0):
+		return 0, fmt.Errorf("the samples of %s add up past what a float64 holds", name)
 	}
 	return sum, nil
 }
