@@ -1,20 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,12 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/internal/exampletest"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
-
-// wait bounds every wait for a process, so that a bug fails the test
-// instead of hanging it; not a timing assertion.
-const wait = 90 * time.Second
 
 // TestCrashedIntakeLosesNothing runs the example as real processes: an
 // intake acknowledges N deliveries (each sent twice) and is killed with
@@ -43,7 +33,7 @@ func TestCrashedIntakeLosesNothing(t *testing.T) {
 	env := testEnv(t)
 
 	intake := start(t, bin, env, "-mode", "intake", "-addr", "127.0.0.1:0")
-	addr := intake.waitFor(t, "listening")["addr"].(string)
+	addr := intake.WaitFor(t, "listening")["addr"].(string)
 	target := "http://" + addr + "/webhooks/nectar"
 	signer, err := nectarhookstest.NewSigner(env.secret)
 	require.NoError(t, err)
@@ -54,20 +44,20 @@ func TestCrashedIntakeLosesNothing(t *testing.T) {
 	statuses := deliverConcurrently(t, signer, target, ids, 2)
 	require.Equal(t, map[int]int{http.StatusAccepted: 2 * n}, statuses)
 
-	require.NoError(t, intake.cmd.Process.Signal(syscall.SIGKILL))
-	intake.wait(t)
+	require.NoError(t, intake.Signal(syscall.SIGKILL))
+	intake.Wait(t)
 
 	db := env.pool(t)
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job WHERE state = 'available'"), "one job per message, on disk")
 	assert.Equal(t, 0, count(t, db, "SELECT count(*) FROM nectar_messages"), "nothing processed before the worker")
 
 	worker := start(t, bin, env, "-mode", "worker")
-	worker.waitFor(t, "working")
+	worker.WaitFor(t, "working")
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
-	}, wait, 50*time.Millisecond, "the worker completes every job")
-	require.NoError(t, worker.cmd.Process.Signal(syscall.SIGTERM))
-	assert.Equal(t, 0, worker.wait(t), "graceful exit on SIGTERM")
+	}, exampletest.Wait, 50*time.Millisecond, "the worker completes every job")
+	require.NoError(t, worker.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, worker.Wait(t), "graceful exit on SIGTERM")
 
 	runs := map[string]int{}
 	rows, err := db.Query(context.Background(), "SELECT message_id, runs FROM nectar_messages")
@@ -92,7 +82,7 @@ func TestBothModes(t *testing.T) {
 	bin := build(t)
 	env := testEnv(t)
 	p := start(t, bin, env, "-addr", "127.0.0.1:0") // -mode both by default
-	addr := p.waitFor(t, "listening")["addr"].(string)
+	addr := p.WaitFor(t, "listening")["addr"].(string)
 	signer, err := nectarhookstest.NewSigner(env.secret)
 	require.NoError(t, err)
 	ids := make([]string, n)
@@ -105,9 +95,9 @@ func TestBothModes(t *testing.T) {
 	db := env.pool(t)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM nectar_messages") == n
-	}, wait, 50*time.Millisecond)
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	assert.Equal(t, 0, p.wait(t))
+	}, exampletest.Wait, 50*time.Millisecond)
+	require.NoError(t, p.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p.Wait(t))
 	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "each message once")
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job"))
 }
@@ -121,13 +111,13 @@ func TestReplicasStartTogether(t *testing.T) {
 	const replicas, n = 3, 30
 	bin := build(t)
 	env := testEnv(t)
-	procs := make([]*process, replicas)
+	procs := make([]*exampletest.Process, replicas)
 	for i := range procs {
 		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0")
 	}
 	targets := make([]string, replicas)
 	for i, p := range procs {
-		targets[i] = "http://" + p.waitFor(t, "listening")["addr"].(string) + "/webhooks/nectar"
+		targets[i] = "http://" + p.WaitFor(t, "listening")["addr"].(string) + "/webhooks/nectar"
 	}
 
 	signer, err := nectarhookstest.NewSigner(env.secret)
@@ -144,13 +134,13 @@ func TestReplicasStartTogether(t *testing.T) {
 	db := env.pool(t)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
-	}, wait, 50*time.Millisecond, "the replicas complete every job")
+	}, exampletest.Wait, 50*time.Millisecond, "the replicas complete every job")
 	for _, p := range procs {
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.Signal(syscall.SIGTERM))
 	}
 	for i, p := range procs {
-		assert.Equal(t, 0, p.wait(t), "replica %d exits cleanly", i)
-		assert.NotContains(t, p.output(), `"level":"ERROR"`, "replica %d", i)
+		assert.Equal(t, 0, p.Wait(t), "replica %d exits cleanly", i)
+		assert.NotContains(t, p.Output(), `"level":"ERROR"`, "replica %d", i)
 	}
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectar_messages"))
 	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "each message once")
@@ -210,10 +200,7 @@ func TestUsage(t *testing.T) {
 func build(t *testing.T) string {
 	t.Helper()
 	nectarhookstest.PostgresURL(t) // skip before building when there is no server
-	bin := filepath.Join(t.TempDir(), "durable")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	return exampletest.Build(t, "durable")
 }
 
 // environment is a database of the test's own and a secret.
@@ -270,86 +257,10 @@ func count(t *testing.T, pool *pgxpool.Pool, query string) int {
 	return int(*n)
 }
 
-// process is a running example, its JSON log lines read as they come.
-type process struct {
-	cmd   *exec.Cmd
-	lines chan map[string]any
-	done  chan struct{}
-	mu    sync.Mutex
-	log   bytes.Buffer // everything it wrote, for failure messages
-}
-
-func start(t *testing.T, bin string, env environment, args ...string) *process {
+// start runs the example with env's database and secret.
+func start(t *testing.T, bin string, env environment, args ...string) *exampletest.Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "NECTAR_WEBHOOK_SECRET="+env.secret)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &process{cmd: cmd, lines: make(chan map[string]any, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				select {
-				case p.lines <- rec:
-				default: // nobody waits for it
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			p.wait(t)
-		}
-		if t.Failed() {
-			t.Logf("%s %s wrote:\n%s", filepath.Base(bin), strings.Join(args, " "), p.output())
-		}
-	})
-	return p
-}
-
-// waitFor returns the first log record whose msg is msg.
-func (p *process) waitFor(t *testing.T, msg string) map[string]any {
-	t.Helper()
-	timeout := time.After(wait)
-	for {
-		select {
-		case rec := <-p.lines:
-			if rec["msg"] == msg {
-				return rec
-			}
-		case <-p.done:
-			t.Fatalf("process ended before logging %q:\n%s", msg, p.output())
-		case <-timeout:
-			t.Fatalf("no %q in the log:\n%s", msg, p.output())
-		}
-	}
-}
-
-// wait waits for the process to end and returns its exit status (-1 when
-// killed by a signal).
-func (p *process) wait(t *testing.T) int {
-	t.Helper()
-	<-p.done // the log is read to the end first, as exec.Cmd.Wait requires
-	err := p.cmd.Wait()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("waiting: %v", err)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
+	return exampletest.Start(t, bin, []string{"DATABASE_URL=" + env.dbURL, "NECTAR_WEBHOOK_SECRET=" + env.secret}, args...)
 }
 
 // deliverConcurrently sends every message attempts times, all at once

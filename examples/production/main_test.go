@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,12 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/internal/exampletest"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
-
-// wait bounds every wait for a process, so that a bug fails the test
-// instead of hanging it; not a timing assertion.
-const wait = 90 * time.Second
 
 // TestReplicasRunEachMessageOnce starts three replicas at the same moment
 // on a database without any table, and sends every message to all three
@@ -47,14 +38,14 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 	const replicas, n = 3, 40
 	bin := build(t)
 	env := testEnv(t)
-	procs := make([]*process, replicas)
+	procs := make([]*exampletest.Process, replicas)
 	for i := range procs {
 		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
 	}
 	targets := make([]string, replicas)
 	metricsURLs := make([]string, replicas)
 	for i, p := range procs {
-		rec := p.waitFor(t, "listening")
+		rec := p.WaitFor(t, "listening")
 		targets[i] = "http://" + rec["addr"].(string) + "/webhooks/nectar"
 		metricsURLs[i] = "http://" + rec["metrics_addr"].(string) + "/metrics"
 	}
@@ -70,7 +61,7 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 	require.Equal(t, map[int]int{http.StatusAccepted: replicas * n}, statuses)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
-	}, wait, 50*time.Millisecond, "the replicas complete every job")
+	}, exampletest.Wait, 50*time.Millisecond, "the replicas complete every job")
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job"), "one job per message")
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectar_messages"))
 	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "each callback once")
@@ -83,7 +74,7 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 	require.Equal(t, map[int]int{http.StatusAccepted: n}, statuses)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
-	}, wait, 50*time.Millisecond, "the resends' jobs complete")
+	}, exampletest.Wait, 50*time.Millisecond, "the resends' jobs complete")
 	assert.Equal(t, n, count(t, db, "SELECT sum(runs) FROM nectar_messages"), "no callback ran again")
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM nectarhooks_messages WHERE done"), "pgxstore holds every message, done")
 
@@ -106,12 +97,12 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 	assert.Zero(t, metric("nectarhooks_queue_backlog", ""), "no backlog")
 	metric("nectarhooks_queue_backlog_age_seconds", "")
 	for _, p := range procs {
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.Signal(syscall.SIGTERM))
 	}
 	for i, p := range procs {
-		assert.Equal(t, 0, p.wait(t), "replica %d exits cleanly", i)
-		assert.NotContains(t, p.output(), `"level":"ERROR"`, "replica %d logs no error", i)
-		assert.NotContains(t, p.output(), `"level":"WARN"`, "replica %d refused nothing", i)
+		assert.Equal(t, 0, p.Wait(t), "replica %d exits cleanly", i)
+		assert.NotContains(t, p.Output(), `"level":"ERROR"`, "replica %d logs no error", i)
+		assert.NotContains(t, p.Output(), `"level":"WARN"`, "replica %d refused nothing", i)
 	}
 }
 
@@ -122,18 +113,18 @@ func TestMigrateFalse(t *testing.T) {
 	bin := build(t)
 	env := testEnv(t)
 	p := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
-	assert.Equal(t, 1, p.wait(t))
-	assert.Contains(t, p.output(), "river_")
+	assert.Equal(t, 1, p.Wait(t))
+	assert.Contains(t, p.Output(), "river_")
 
 	first := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
-	first.waitFor(t, "listening")
+	first.WaitFor(t, "listening")
 	second := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
-	addr := second.waitFor(t, "listening")["addr"].(string)
+	addr := second.WaitFor(t, "listening")["addr"].(string)
 	d := newDeliverer(t, env.secret)
 	assert.Equal(t, map[int]int{http.StatusAccepted: 1}, d.deliverAll(t, []string{nectarhookstest.NewMessageID()}, []string{"http://" + addr + "/webhooks/nectar"}))
-	for _, p := range []*process{first, second} {
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-		assert.Equal(t, 0, p.wait(t))
+	for _, p := range []*exampletest.Process{first, second} {
+		require.NoError(t, p.Signal(syscall.SIGTERM))
+		assert.Equal(t, 0, p.Wait(t))
 	}
 }
 
@@ -196,10 +187,7 @@ func TestUsage(t *testing.T) {
 func build(t *testing.T) string {
 	t.Helper()
 	nectarhookstest.PostgresURL(t) // skip before building when there is no server
-	bin := filepath.Join(t.TempDir(), "production")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	return exampletest.Build(t, "production")
 }
 
 // environment is a database of the test's own and a secret.
@@ -257,92 +245,10 @@ func count(t *testing.T, pool *pgxpool.Pool, query string) int {
 	return int(*n)
 }
 
-// process is a running example, its JSON log lines read as they come.
-type process struct {
-	cmd   *exec.Cmd
-	lines chan map[string]any
-	done  chan struct{}
-	mu    sync.Mutex
-	log   bytes.Buffer // everything it wrote, for failure messages
-}
-
-func start(t *testing.T, bin string, env environment, args ...string) *process {
+// start runs the example with env's database and secret.
+func start(t *testing.T, bin string, env environment, args ...string) *exampletest.Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "NECTAR_WEBHOOK_SECRET="+env.secret)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &process{cmd: cmd, lines: make(chan map[string]any, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				select {
-				case p.lines <- rec:
-				default: // nobody waits for it
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			p.wait(t)
-		}
-		if t.Failed() {
-			t.Logf("%s %s wrote:\n%s", filepath.Base(bin), strings.Join(args, " "), p.output())
-		}
-	})
-	return p
-}
-
-// waitFor returns the first log record whose msg is msg.
-func (p *process) waitFor(t *testing.T, msg string) map[string]any {
-	t.Helper()
-	timeout := time.After(wait)
-	for {
-		select {
-		case rec := <-p.lines:
-			if rec["msg"] == msg {
-				return rec
-			}
-		case <-p.done:
-			t.Fatalf("process ended before logging %q:\n%s", msg, p.output())
-		case <-timeout:
-			t.Fatalf("no %q in the log:\n%s", msg, p.output())
-		}
-	}
-}
-
-// wait waits for the process to end and returns its exit status (-1 when
-// killed by a signal).
-func (p *process) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done: // the log is read to the end first, as exec.Cmd.Wait requires
-	case <-time.After(wait):
-		p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("process still running after %s; killed", wait)
-	}
-	err := p.cmd.Wait()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("waiting: %v", err)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
+	return exampletest.Start(t, bin, []string{"DATABASE_URL=" + env.dbURL, "NECTAR_WEBHOOK_SECRET=" + env.secret}, args...)
 }
 
 // deliverer sends signed deliveries as Svix does: every attempt of a
