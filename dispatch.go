@@ -434,7 +434,7 @@ func unlessAcknowledged(err error, msg *Message) error {
 // Never pass it a payload that was not verified. It ignores WithAsync and
 // returns what Dispatch would.
 func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
-	if err := checkMessageID(msg.ID); err != nil {
+	if err := CheckMessageID(msg.ID); err != nil {
 		return err
 	}
 	ev, err := Parse(msg.Payload)
@@ -454,7 +454,7 @@ func (h *Handler) open(parent context.Context, payload []byte, header http.Heade
 	id, ts, err := h.verifier.verify(payload, header)
 	ob.lap(&ob.d.Verify)
 	if err == nil {
-		err = checkMessageID(id)
+		err = CheckMessageID(id)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -627,7 +627,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			var id string
 			var ts int64
 			if id, ts, err = v.verify(body, r.Header); err == nil {
-				err = checkMessageID(id)
+				err = CheckMessageID(id)
 			}
 			if err == nil {
 				r = r.WithContext(&msgContext{Context: r.Context(), msg: Message{

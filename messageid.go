@@ -20,9 +20,12 @@ const MaxMessageIDLength = 256
 // bytes. Verifier.Verify, which only checks a signature, accepts any id.
 var ErrInvalidMessageID = errors.New("nectarhooks: invalid message id")
 
-// checkMessageID returns an error matching ErrInvalidMessageID unless id
-// is one the SDK processes (see ErrInvalidMessageID).
-func checkMessageID(id string) error {
+// CheckMessageID returns nil when id is a message id the Handler,
+// Verifier.Middleware and Handler.DispatchVerified process, and otherwise
+// an error matching ErrInvalidMessageID that says which byte or length is
+// wrong (never repeating the id): for code that makes or stores ids of
+// its own, such as a Queue's consumer or a tool that sends test deliveries.
+func CheckMessageID(id string) error {
 	if len(id) == 0 || len(id) > MaxMessageIDLength {
 		return fmt.Errorf("%w: %d bytes, want 1 to %d", ErrInvalidMessageID, len(id), MaxMessageIDLength)
 	}

@@ -110,7 +110,7 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		return e.usageError(c, "-url %q is not an http:// or https:// URL", f.url)
 	}
 	if flagWasSet(fs, "id") {
-		if err := checkMessageID(f.id); err != nil {
+		if err := nectarhooks.CheckMessageID(f.id); err != nil {
 			return e.usageError(c, "-id %q is not usable: %s", f.id, strings.TrimPrefix(err.Error(), "nectarhooks: "))
 		}
 	}
@@ -253,22 +253,6 @@ func shownText(s string, limit int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// checkMessageID refuses, before anything is sent, an id a receiver
-// built on the SDK answers 400 to: the rule of nectarhooks.ErrInvalidMessageID,
-// 1 to nectarhooks.MaxMessageIDLength bytes of printable ASCII without
-// spaces. The error matches nectarhooks.ErrInvalidMessageID.
-func checkMessageID(id string) error {
-	if len(id) == 0 || len(id) > nectarhooks.MaxMessageIDLength {
-		return fmt.Errorf("%w: %d bytes, want 1 to %d", nectarhooks.ErrInvalidMessageID, len(id), nectarhooks.MaxMessageIDLength)
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c > '~' {
-			return fmt.Errorf("%w: byte %#02x at %d, want printable ASCII without spaces", nectarhooks.ErrInvalidMessageID, c, i)
-		}
-	}
-	return nil
-}
 
 // describeSendError says why a delivery got no answer, in the terms of a
 // Svix delivery attempt.

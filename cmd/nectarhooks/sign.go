@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nectarhooks/nectarhooks"
 )
 
 type signFlags struct {
@@ -60,7 +62,7 @@ func runSign(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []strin
 		return e.usageError(c, "sign takes one payload; \"all\" is for send")
 	}
 	if flagWasSet(fs, "id") {
-		if err := checkMessageID(f.id); err != nil {
+		if err := nectarhooks.CheckMessageID(f.id); err != nil {
 			return e.usageError(c, "-id %q is not usable: %s", f.id, strings.TrimPrefix(err.Error(), "nectarhooks: "))
 		}
 	}
