@@ -175,7 +175,8 @@ func (q *asyncQueue) run(j asyncJob) {
 				slog.String("message_id", j.msg.ID), slog.String("event_type", string(j.msg.EventType)))
 			return
 		case err != nil:
-			q.h.opts.report(j.ctx, 0, err)
+			// Not run, and nobody retries it: a dead letter, if kept.
+			q.h.opts.report(j.ctx, 0, q.h.giveUp(j.ctx, j.msg, err, true))
 			return
 		}
 		j.token = token

@@ -299,6 +299,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ctx != nil {
 		// Verified: the error handler gets the Message.
 		r = r.WithContext(ctx)
+		err = h.giveUp(ctx, &ctx.msg, err, false)
+		markAborted(w, err)
 	} else {
 		r = ob.request(r)
 	}
@@ -405,6 +407,9 @@ func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Head
 	ob := h.observe(ctx, Delivery{Stage: StageReceive})
 	mctx, ev, err := h.open(ob.ctx, payload, header, &ob)
 	if err != nil {
+		if mctx != nil {
+			err = h.giveUp(mctx, &mctx.msg, err, false)
+		}
 		ob.end(StatusCode(err), err)
 		return err
 	}
@@ -412,6 +417,7 @@ func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Head
 		err = h.enqueue(mctx, &mctx.msg, ev)
 	} else {
 		err = h.process(mctx, &mctx.msg, ev)
+		err = h.giveUp(mctx, &mctx.msg, err, false)
 	}
 	ob.end(deliveryStatus(h.queued(), err, &mctx.msg), err)
 	return unlessAcknowledged(err, &mctx.msg)

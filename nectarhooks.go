@@ -52,6 +52,7 @@ type options struct {
 	queue           Queue
 	refusals        refusalLog // bounds the warnings of unverified refusals
 	observer        Observer
+	deadLetters     DeadLetterStore
 }
 
 func newOptions(opts []Option) (*options, error) {

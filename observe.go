@@ -118,23 +118,30 @@ const (
 	// OutcomeUnavailable: the queue was full, the Handler shutting down or
 	// the idempotency store unavailable (503).
 	OutcomeUnavailable
+	// OutcomeDeadLettered: given up on and recorded as a dead letter
+	// (ErrDeadLettered): answered with "webhook-delivery: abort-message"
+	// (500 for a Permanent error, 400 for a payload that does not decode),
+	// or failed after a WithAsync answer (0). Each dead letter a delivery
+	// writes ends exactly one stage with it.
+	OutcomeDeadLettered
 )
 
 var outcomeNames = [...]string{
-	OutcomeProcessed:   "processed",
-	OutcomeQueued:      "queued",
-	OutcomeDuplicate:   "duplicate",
-	OutcomeUnhandled:   "unhandled",
-	OutcomeRejected:    "rejected",
-	OutcomeInFlight:    "in_flight",
-	OutcomeFailed:      "failed",
-	OutcomeTimeout:     "timeout",
-	OutcomeUnavailable: "unavailable",
+	OutcomeProcessed:    "processed",
+	OutcomeQueued:       "queued",
+	OutcomeDuplicate:    "duplicate",
+	OutcomeUnhandled:    "unhandled",
+	OutcomeRejected:     "rejected",
+	OutcomeInFlight:     "in_flight",
+	OutcomeFailed:       "failed",
+	OutcomeTimeout:      "timeout",
+	OutcomeUnavailable:  "unavailable",
+	OutcomeDeadLettered: "dead_lettered",
 }
 
 // String returns the outcome's name: "processed", "queued", "duplicate",
-// "unhandled", "rejected", "in_flight", "failed", "timeout" or
-// "unavailable".
+// "unhandled", "rejected", "in_flight", "failed", "timeout",
+// "unavailable" or "dead_lettered".
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) && outcomeNames[o] != "" {
 		return outcomeNames[o]
@@ -277,6 +284,9 @@ func outcome(status int, err error) (Outcome, error) {
 	case err == errUnhandled:
 		return OutcomeUnhandled, nil
 	}
+	if errors.Is(err, ErrDeadLettered) {
+		return OutcomeDeadLettered, err
+	}
 	if status == 0 {
 		status = StatusCode(err)
 	}
@@ -299,7 +309,7 @@ func outcome(status int, err error) (Outcome, error) {
 // queued is then when the message was claimed and queued at intake.
 func (h *Handler) observedCall(ctx context.Context, msg *Message, ev Event, token string, detached bool, queued time.Time) error {
 	if h.opts.observer == nil {
-		return h.runCallback(ctx, msg, ev, token, detached)
+		return h.afterCall(ctx, msg, h.runCallback(ctx, msg, ev, token, detached), detached)
 	}
 	d := Delivery{Stage: StageProcess, Detached: detached, Message: msg}
 	if detached {
@@ -308,6 +318,7 @@ func (h *Handler) observedCall(ctx context.Context, msg *Message, ev Event, toke
 	ob := h.observe(ctx, d)
 	err := h.runCallback(ob.ctx, msg, ev, token, detached)
 	ob.lap(&ob.d.Callback)
+	err = h.afterCall(ob.ctx, msg, err, detached)
 	status := 0 // after the answer, as the error handler has it
 	if !detached {
 		status = deliveryStatus(false, err, msg)

@@ -1,0 +1,194 @@
+package nectarhooks
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DeadLetter is a message the Handler gave up on, kept so that the service
+// can see why and run it again once the cause is fixed (see
+// Handler.ReplayDeadLetters). A Handler records one (WithDeadLetters) for a
+// callback that fails after a WithAsync Handler answered 202, and for a
+// delivery it tells Svix to stop retrying (ErrAborted): a callback's
+// Permanent error, or a verified payload that does not decode.
+type DeadLetter struct {
+	// Message is the message as it was verified: ID, Timestamp (the
+	// svix-timestamp of the attempt that failed), EventType and the
+	// Payload byte for byte.
+	Message Message
+	// Error is the error of the last attempt, as text.
+	Error string
+	// Attempts counts the attempts that failed: 1 when first recorded,
+	// and one more for each replay that failed again.
+	Attempts int
+	// FirstFailedAt is when the message was first recorded, LastFailedAt
+	// when its last attempt failed.
+	FirstFailedAt, LastFailedAt time.Time
+}
+
+// DeadLetterFilter selects dead letters: every field left zero selects all.
+type DeadLetterFilter struct {
+	// ID selects the message with this svix-id.
+	ID string
+	// EventType selects messages of this event type.
+	EventType EventType
+	// Since selects messages whose last attempt failed at or after it.
+	Since time.Time
+	// Limit caps how many are returned; 0 means no cap.
+	Limit int
+}
+
+// Match reports whether d is selected by f (its Limit aside), for stores
+// that filter in Go.
+func (f DeadLetterFilter) Match(d DeadLetter) bool {
+	return (f.ID == "" || d.Message.ID == f.ID) &&
+		(f.EventType == "" || d.Message.EventType == f.EventType) &&
+		(f.Since.IsZero() || !d.LastFailedAt.Before(f.Since))
+}
+
+// DeadLetterStore keeps dead letters, one per message id, until they are
+// replayed successfully. Implementations must be safe for concurrent use
+// and keep this contract, which nectarhookstest.TestDeadLetterStore checks:
+//
+//   - Record keeps the payload byte for byte and the times to the
+//     millisecond at least. Recording an id it has already adds the new
+//     record's Attempts to the old count, keeps the first FirstFailedAt and
+//     takes the new Error and LastFailedAt: a message that fails again is
+//     one dead letter, with its attempts counted on.
+//   - Take hands a dead letter to one replay at a time: it claims the id
+//     for lease and returns a token, and until the lease ends (or the
+//     record is recorded again) a second Take of it reports false. A replay
+//     that dies leaves the dead letter to the next one once its lease ends;
+//     nothing is removed by taking it.
+//   - Remove deletes the dead letter only while token is its claim: a
+//     replay that succeeded removes it, but not after the message was
+//     recorded again meanwhile (Record ends a claim).
+//   - List returns the dead letters f selects, claimed or not, oldest
+//     LastFailedAt first.
+//
+// MemoryDeadLetters keeps them in one process; the pgxstore module keeps
+// them in PostgreSQL, and the riverqueue module in River's own jobs.
+type DeadLetterStore interface {
+	// Record adds d, or counts it on an earlier record of the same id
+	// (see the contract above). An error means it was not recorded: the
+	// Handler then does not abort the delivery (see ErrDeadLetterStore).
+	Record(ctx context.Context, d DeadLetter) error
+	// List returns the dead letters f selects, oldest LastFailedAt first.
+	List(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
+	// Take claims the dead letter id for a replay lasting up to lease,
+	// returning it and the claim's token, or ok false when there is no
+	// such dead letter or another replay holds it.
+	Take(ctx context.Context, id string, lease time.Duration) (d DeadLetter, token string, ok bool, err error)
+	// Remove deletes the dead letter id if token is still its claim.
+	Remove(ctx context.Context, id, token string) error
+}
+
+// WithDeadLetters makes a Handler record in store every message it gives
+// up on (see DeadLetter), before giving it up: a delivery is answered
+// with "webhook-delivery: abort-message" only once its dead letter is
+// recorded, and one whose record failed is answered without it, so that
+// Svix retries (ErrDeadLetterStore). store must not be nil. Default: none;
+// nothing is recorded and nothing aborted, a callback's Permanent error is
+// answered 500 as any other, and a failure after a WithAsync answer only
+// reaches the error handler.
+func WithDeadLetters(store DeadLetterStore) Option {
+	return func(o *options) error {
+		if store == nil {
+			return fmt.Errorf("%w: WithDeadLetters(nil)", errInvalidOption)
+		}
+		o.deadLetters = store
+		return nil
+	}
+}
+
+// MemoryDeadLetters is a DeadLetterStore in the process's memory, for one
+// process: its dead letters are lost with it, so use it where the
+// messages' source can send them again, or in tests; the pgxstore module
+// keeps them in PostgreSQL. It is not bounded: dead letters are few while
+// things go well, and each is a message to act on. Safe for concurrent use.
+type MemoryDeadLetters struct {
+	mu      sync.Mutex
+	letters map[string]*memoryLetter
+	tokens  uint64
+	now     func() time.Time
+}
+
+type memoryLetter struct {
+	d       DeadLetter
+	token   string    // the claim of a replay, if any
+	claimed time.Time // when that claim ends
+}
+
+// NewMemoryDeadLetters returns an empty MemoryDeadLetters.
+func NewMemoryDeadLetters() *MemoryDeadLetters {
+	return &MemoryDeadLetters{letters: make(map[string]*memoryLetter), now: time.Now}
+}
+
+// Record implements DeadLetterStore; it keeps a copy of the payload.
+func (s *MemoryDeadLetters) Record(_ context.Context, d DeadLetter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.Message.Payload = slices.Clone(d.Message.Payload)
+	if l, ok := s.letters[d.Message.ID]; ok {
+		d.Attempts += l.d.Attempts
+		d.FirstFailedAt = l.d.FirstFailedAt
+	}
+	s.letters[d.Message.ID] = &memoryLetter{d: d}
+	return nil
+}
+
+// List implements DeadLetterStore.
+func (s *MemoryDeadLetters) List(_ context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	s.mu.Lock()
+	var out []DeadLetter
+	for _, l := range s.letters {
+		if f.Match(l.d) {
+			out = append(out, l.d)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b DeadLetter) int {
+		if c := a.LastFailedAt.Compare(b.LastFailedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Message.ID, b.Message.ID)
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	for i := range out {
+		out[i].Message.Payload = slices.Clone(out[i].Message.Payload)
+	}
+	return out, nil
+}
+
+// Take implements DeadLetterStore.
+func (s *MemoryDeadLetters) Take(_ context.Context, id string, lease time.Duration) (DeadLetter, string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.letters[id]
+	now := s.now()
+	if !ok || (l.token != "" && now.Before(l.claimed)) {
+		return DeadLetter{}, "", false, nil
+	}
+	s.tokens++
+	l.token, l.claimed = strconv.FormatUint(s.tokens, 10), now.Add(lease)
+	d := l.d
+	d.Message.Payload = slices.Clone(d.Message.Payload)
+	return d, l.token, true, nil
+}
+
+// Remove implements DeadLetterStore.
+func (s *MemoryDeadLetters) Remove(_ context.Context, id, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.letters[id]; ok && token != "" && l.token == token {
+		delete(s.letters, id)
+	}
+	return nil
+}
