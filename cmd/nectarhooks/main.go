@@ -92,7 +92,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), deadCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
@@ -297,6 +297,7 @@ Usage:
   nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
   nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
   nectarhooks samples [EVENT]                          list or print the bundled samples
+  nectarhooks dead    list|show|replay -db DSN [flags] the service's dead letters; replay them
   nectarhooks help    [COMMAND]                        this text, or one command's
   nectarhooks version                                  the build's version
 
