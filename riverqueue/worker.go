@@ -22,8 +22,10 @@ import (
 // recovered into a *nectarhooks.PanicError). The error of the last attempt,
 // after which River discards the job, also reaches the Handler's error
 // handler with status 0 and the Message in its context. A payload that no
-// longer decodes is cancelled at once, since no retry can help, and
-// reported the same way.
+// longer decodes, or a callback's nectarhooks.Permanent error, cancels the
+// job at once, since no retry can help, and is reported the same way.
+// Discarded and cancelled jobs are the dead letters (ListDeadLetters,
+// ReplayDeadLetters; keep them with KeepDeadLetters).
 //
 // The callback's context is River's job context: it ends at the job
 // timeout (WithTimeout, else river.Config.JobTimeout, 1 minute by default)
@@ -99,7 +101,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	// DispatchVerified reports nothing: the Handler's error handler hears of
 	// failures River will not retry. The report outlives the job's context.
 	report := nectarhooks.ContextWithMessage(context.WithoutCancel(ctx), msg)
-	if errors.Is(err, nectarhooks.ErrInvalidPayload) {
+	if errors.Is(err, nectarhooks.ErrInvalidPayload) || errors.Is(err, nectarhooks.ErrPermanent) {
 		w.h.ReportError(report, 0, err)
 		return river.JobCancel(err)
 	}
