@@ -28,7 +28,7 @@ const replayLease = time.Minute
 
 type deadFlags struct {
 	db, table, secret, url string
-	json, all              bool
+	json, all, river       bool
 	since, typ, id         string
 	timeout                time.Duration
 }
@@ -36,7 +36,7 @@ type deadFlags struct {
 func deadCommand() *command {
 	return &command{
 		name:     "dead",
-		synopsis: "dead list|show|replay [-db DSN] [-table T] [-json] [-since T] [-type EVENT] [-id ID] [-all] [-url URL] [-secret whsec_...]",
+		synopsis: "dead list|show|replay [-db DSN] [-table T] [-json] [-since T] [-type EVENT] [-id ID] [-all] [-url URL] [-secret whsec_...] [-river]",
 		help: `Work with the dead letters a service keeps in PostgreSQL with
 pgxstore.DeadLetters: the messages its Handler gave up on (a callback's
 Permanent error, a verified payload that does not decode, a WithAsync
@@ -55,6 +55,12 @@ callback that failed after the 202).
           the service recorded it again; any other answer records it
           again here, with one more attempt. Needs -id ID or -all.
 
+-river works on River's jobs instead (the riverqueue module): the dead
+letters are its discarded and cancelled jobs, and replay hands each back to
+River's workers (as River's JobRetry does), exactly once however many
+replays run, without -url; "queued" means a worker will run it, and a job
+that fails again is discarded again with its attempts counted on.
+
 -db is the service's database (default: $DATABASE_URL), -table its
 dead-letter table (default nectarhooks_dead_letters). Filters: -id one
 message, -type one event type, -since a time (RFC 3339) or a duration
@@ -66,7 +72,8 @@ Exit status 1 when replay left any message failing.
   nectarhooks dead list -db postgres://app@db/app -since 24h -type document.created.v2 -json
   nectarhooks dead show -db postgres://app@db/app -id msg_2Lr...
   export NECTAR_WEBHOOK_SECRET=whsec_...
-  nectarhooks dead replay -db postgres://app@db/app -url https://app.example.com/webhooks/nectar -all`,
+  nectarhooks dead replay -db postgres://app@db/app -url https://app.example.com/webhooks/nectar -all
+  nectarhooks dead replay -db postgres://app@db/app -river -all`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &deadFlags{}
 			fs.StringVar(&f.db, "db", "", "the service's PostgreSQL `DSN` (default $DATABASE_URL)")
@@ -76,6 +83,7 @@ Exit status 1 when replay left any message failing.
 			fs.StringVar(&f.typ, "type", "", "only those of `EVENT` type")
 			fs.StringVar(&f.id, "id", "", "only the message `ID`")
 			fs.BoolVar(&f.all, "all", false, "replay: every dead letter the filters select")
+			fs.BoolVar(&f.river, "river", false, "read River's jobs (riverqueue) instead of the dead-letter table")
 			fs.StringVar(&f.url, "url", "", "replay: the service's webhook `URL`")
 			fs.StringVar(&f.secret, "secret", "", "replay: the endpoint's signing secret (default $NECTAR_WEBHOOK_SECRET)")
 			fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "replay: wait up to `D` for each answer")
@@ -110,17 +118,21 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 		switch {
 		case f.id == "" && !f.all:
 			return e.usageError(c, "replay needs -id ID or -all")
+		case f.river:
+			// River's workers run it: nothing is sent.
 		case f.url == "" || !isHTTPURL(f.url):
 			return e.usageError(c, "replay needs -url, the service's http:// or https:// webhook URL")
 		case f.timeout <= 0:
 			return e.usageError(c, "-timeout must be positive, got %s", f.timeout)
 		}
-		signer, err := e.signer(f.secret)
-		if err != nil {
-			return e.usageError(c, "%v", err)
+		if !f.river {
+			signer, err := e.signer(f.secret)
+			if err != nil {
+				return e.usageError(c, "%v", err)
+			}
+			replay = &replayer{sign: signer.HeaderFor, url: f.url, now: e.now,
+				client: &http.Client{Timeout: f.timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 		}
-		replay = &replayer{sign: signer.HeaderFor, url: f.url, now: e.now,
-			client: &http.Client{Timeout: f.timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	}
 	pool, err := pgxpool.New(ctx, f.db)
 	if err != nil {
@@ -128,6 +140,9 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 		return exitUsage
 	}
 	defer pool.Close()
+	if f.river {
+		return e.deadRiver(ctx, pool, action, filter, f.json)
+	}
 	store, err := pgxstore.NewDeadLetters(ctx, pool, f.table)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nectarhooks dead: %v\n", err)
@@ -154,6 +169,49 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 		return exitOK
 	}
 	return e.replayAll(ctx, replay, store, letters, f.json)
+}
+
+// deadRiver is runDead on River's jobs (-river).
+func (e *env) deadRiver(ctx context.Context, pool *pgxpool.Pool, action string, filter nectarhooks.DeadLetterFilter, asJSON bool) int {
+	dead, err := riverList(ctx, pool, filter)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "nectarhooks dead: %v\n", err)
+		return exitRefused
+	}
+	if action != "replay" {
+		for _, r := range dead {
+			e.printDead(r.letter, asJSON, action == "show")
+		}
+		if action == "list" && !asJSON {
+			fmt.Fprintf(e.stdout, "%d dead letters\n", len(dead))
+		}
+		return exitOK
+	}
+	retried := 0
+	for _, r := range dead {
+		took, err := riverRetry(ctx, pool, r.job)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "nectarhooks dead: replaying %s (job %d): %v\n", r.letter.Message.ID, r.job, err)
+			return exitRefused
+		}
+		what := "skipped"
+		if took {
+			what = "queued"
+			retried++
+		}
+		if asJSON {
+			j := toJSON(r.letter)
+			j.Replay = what
+			_ = json.NewEncoder(e.stdout).Encode(j)
+		} else {
+			fmt.Fprintf(e.stdout, "%s  %s  %s (job %d)\n", r.letter.Message.ID, orDash(string(r.letter.Message.EventType)), what, r.job)
+		}
+	}
+	if !asJSON {
+		fmt.Fprintf(e.stdout, "%d dead letters: %d queued for River's workers again, %d skipped (taken by another replay)\n",
+			len(dead), retried, len(dead)-retried)
+	}
+	return exitOK
 }
 
 // parseSince reads -since: an RFC 3339 time, or a duration back from now.
