@@ -170,19 +170,26 @@ func (c *msgContext) String() string {
 //	body shorter than Content-Length    400 (a middleware may have read it first)
 //	verification fails                  401; nothing is decoded or called
 //	svix-id not a valid message id      400 (ErrInvalidMessageID)
-//	body is not a valid payload         400 (see Parse)
+//	body is not a valid payload         400 (see Parse); with abort-message once recorded (WithDeadLetters)
 //	too many callbacks overrunning      503, at once (see WithMaxOverrunning)
 //	idempotency store fails or is slow  503, with WithIdempotency (see WithStoreTimeout)
 //	same message still being processed  409, with WithIdempotency
 //	message processed already           200, with WithIdempotency; the callback is not run again
 //	no callback for the event type      200: acknowledged, since a retry cannot help (not queued, with WithAsync)
 //	callback returns an error           500, so that Svix retries
+//	callback returns Permanent(err)     500 with webhook-delivery: abort-message once recorded (WithDeadLetters)
 //	callback panics or calls Goexit     500; a panic is recovered, its stack kept in a *PanicError
 //	callback overruns its deadline      503; its context is cancelled at the deadline (see WithCallbackTimeout)
 //	queue full, with WithAsync          503
 //	queue fails, with WithQueue         503
 //	queue has the message, WithQueue    202: the Queue returned ErrAlreadyQueued; counted as a duplicate
 //	otherwise                           200 (202 with WithAsync or WithQueue)
+//
+// Svix stops retrying a message answered with "webhook-delivery:
+// abort-message"; the Handler sends it only on the two rows that say so,
+// after the dead-letter store recorded the message, and never for a 401,
+// 409 or 5xx of its own. A store that fails leaves the answer without it
+// (ErrDeadLetterStore), so that Svix retries. It never sends "disable".
 //
 // The body of an answer is a short plain-text reason, never secret
 // material. Every answer other than 2xx reaches the error handler

@@ -58,16 +58,24 @@
 //	fails verification                                    401; nothing is decoded or called          retries
 //	has a svix-id not 1-256 bytes of printable ASCII      400 (ErrInvalidMessageID)                  retries
 //	is not a valid payload                                400 (ErrInvalidPayload)                    retries
+//	  and was recorded as a dead letter (WithDeadLetters)  400, webhook-delivery: abort-message       stops
 //	arrives while WithMaxOverrunning callbacks overrun    503 at once, nothing run (ErrOverrunning)  retries
 //	finds the store failing or silent (WithStoreTimeout)  503, nothing run (ErrStoreUnavailable)     retries
 //	is still being processed by an earlier delivery       409 (ErrInFlight)                          retries
 //	was processed already (WithIdempotency)               200, callback not run                      stops
 //	has no callback for its event type                    200, not queued with WithAsync             stops
 //	makes the callback fail, panic or call Goexit         500 (*CallbackError)                       retries
+//	makes the callback return Permanent(err), recorded    500, webhook-delivery: abort-message       stops
+//	as a dead letter (WithDeadLetters)
 //	makes the callback overrun its deadline               503 by 0.5 s past it (ErrCallbackTimeout)  retries
 //	finds the queue full (WithAsync, WithQueue)           503 (ErrQueueFull)                         retries
 //	finds its message queued already (WithQueue)          202, not queued again (ErrAlreadyQueued)   stops
 //	otherwise                                             200, or 202 with WithAsync or WithQueue    stops
+//
+// Only those two rows carry "webhook-delivery: abort-message", Svix's
+// delivery control, and only once [WithDeadLetters] recorded the message:
+// never a 401 (a secret rotated on this side is fixed by a retry), a 409 or
+// a 5xx of the Handler's own, and "webhook-delivery: disable" never at all.
 //
 // Svix counts any 2xx as delivered and anything else, or no answer within 15
 // seconds, as failed, and retries immediately, then after 5 s, 5 min, 30
@@ -120,6 +128,12 @@
 //	                                   called runtime.Goexit                                          500
 //	ErrInvalidSecret                   NewHandler or NewVerifier got an unusable secret; never
 //	                                   answered, since no Handler is made                             500
+//	ErrPermanent                       a callback's Permanent(err): no retry can cure it; with
+//	                                   WithDeadLetters the message is recorded and aborted            500
+//	ErrDeadLettered                    given up and recorded as a dead letter: answered with
+//	                                   abort-message (or failed after a WithAsync answer)             500
+//	ErrDeadLetterStore                 the dead letter could not be recorded: not aborted, so
+//	                                   Svix retries                                                   500
 //	ErrAlreadyQueued                   not a failure: the Queue holds the message already; answered
 //	                                   as the first delivery was, counted as a duplicate              202
 //

@@ -67,6 +67,7 @@ type Observer struct {
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
 	metrics    *instruments
+	trouble    *trouble // dead letters and failing deliveries (trouble.go)
 }
 
 // New returns an Observer recording to the providers the options give, by
@@ -90,10 +91,15 @@ func New(opts ...Option) (*Observer, error) {
 	if err != nil {
 		return nil, err
 	}
+	t, err := newTrouble(m.meter)
+	if err != nil {
+		return nil, err
+	}
 	return &Observer{
 		tracer:     c.tracerProvider.Tracer(ScopeName),
 		propagator: c.propagator,
 		metrics:    m,
+		trouble:    t,
 	}, nil
 }
 
@@ -106,6 +112,7 @@ func (o *Observer) Start(ctx context.Context, d nectarhooks.Delivery) context.Co
 // End records the stage's metrics and closes its span.
 func (o *Observer) End(ctx context.Context, d nectarhooks.Delivery) {
 	o.metrics.record(ctx, d)
+	o.trouble.record(ctx, d, o.metrics)
 	endSpan(trace.SpanFromContext(ctx), d)
 }
 

@@ -43,6 +43,9 @@ var documentedErrors = map[string]error{
 	"*CallbackError":         &nectarhooks.CallbackError{Err: os.ErrInvalid},
 	"ErrInvalidSecret":       nectarhooks.ErrInvalidSecret,
 	"ErrAlreadyQueued":       nectarhooks.ErrAlreadyQueued,
+	"ErrPermanent":           nectarhooks.ErrPermanent,
+	"ErrDeadLettered":        nectarhooks.ErrDeadLettered,
+	"ErrDeadLetterStore":     nectarhooks.ErrDeadLetterStore,
 }
 
 // errorRow is one row of a table of errors: the names in its first column
