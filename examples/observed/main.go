@@ -84,7 +84,13 @@ type receiver struct {
 	h        *nectarhooks.Handler
 	meters   *sdkmetric.MeterProvider
 	queueReg interface{ Unregister() error }
+	deadReg  interface{ Unregister() error }
+	dead     *nectarhooks.MemoryDeadLetters
 }
+
+// now is the clock the dead letters' age is read on: a variable so that
+// the test of alerts.yml can look at them two days later.
+var now = time.Now
 
 // newReceiver returns a Handler observed by otelhooks, whose metrics reg
 // gathers.
@@ -98,7 +104,12 @@ func newReceiver(secret string, workers int, reg *prometheus.Registry, logger *s
 	if err != nil {
 		return nil, err
 	}
-	opts := []nectarhooks.Option{nectarhooks.WithObserver(obs), nectarhooks.WithLogger(logger)}
+	// Messages given up on are kept for a replay (alerts.yml watches
+	// them); use pgxstore.NewDeadLetters where they must outlive the
+	// process.
+	dead := nectarhooks.NewMemoryDeadLetters()
+	opts := []nectarhooks.Option{nectarhooks.WithObserver(obs), nectarhooks.WithLogger(logger),
+		nectarhooks.WithDeadLetters(dead)}
 	if workers > 0 {
 		opts = append(opts, nectarhooks.WithAsync(workers, queueSize))
 	}
@@ -110,6 +121,10 @@ func newReceiver(secret string, workers int, reg *prometheus.Registry, logger *s
 	if err != nil {
 		return nil, err
 	}
+	deadReg, err := obs.ObserveDeadLetters(otelhooks.DeadLetterReader(dead, now))
+	if err != nil {
+		return nil, err
+	}
 	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
 		logger.InfoContext(ctx, "connection updated", slog.String("connection_id", e.ID), slog.String("status", string(e.Status)))
 		return nil
@@ -118,7 +133,7 @@ func newReceiver(secret string, workers int, reg *prometheus.Registry, logger *s
 		logger.InfoContext(ctx, "document created", slog.String("document_id", e.ID))
 		return nil
 	})
-	return &receiver{h: h, meters: meters, queueReg: queueReg}, nil
+	return &receiver{h: h, meters: meters, queueReg: queueReg, deadReg: deadReg, dead: dead}, nil
 }
 
 // routes serves the webhook endpoint.
@@ -130,7 +145,7 @@ func (r *receiver) routes() http.Handler {
 
 // shutdown drains the Handler's queue, if any, and stops the metrics.
 func (r *receiver) shutdown(ctx context.Context) error {
-	return errors.Join(r.h.Shutdown(ctx), r.queueReg.Unregister(), r.meters.Shutdown(ctx))
+	return errors.Join(r.h.Shutdown(ctx), r.queueReg.Unregister(), r.deadReg.Unregister(), r.meters.Shutdown(ctx))
 }
 
 // metricsRoutes serves reg's metrics on GET /metrics.
