@@ -121,12 +121,15 @@ the reasons given for refusals, hints at the likely cause of failures
 apart, a receiver slower than -timeout), the backlog's drain with
 -wait-url, and the verdict: messages never acknowledged (no 2xx for
 their svix-id: lost, as Svix counts them) and forged or stale deliveries
-accepted, both of which must be 0. On a terminal a progress line shows
+accepted, both of which must be 0. A message the receiver answered with
+webhook-delivery: abort-message is not retried, as Svix does not retry it,
+and is counted apart as aborted, not lost: the receiver keeps it as a
+dead letter. On a terminal a progress line shows
 the run as it goes.
 
 -json prints the same as one JSON object, for CI and for tests that run
 the command: pass, messages, acknowledged, unacknowledged,
-unacknowledged_ids (the first 20), deliveries, deliveries_per_second
+unacknowledged_ids (the first 20), aborted, aborted_ids, deliveries, deliveries_per_second
 (every attempt, failed ones too), answered_2xx, answered_2xx_per_second
 (the throughput), refused, no_answer, seconds, latency_ms (count, mean,
 p50, p90, p99, p99_9, max), status (by code, or "timeout", "no answer",
@@ -391,6 +394,9 @@ func writeLoadReport(w io.Writer, r loadReport) {
 		}
 	}
 	row("messages", "%d: %d acknowledged, %d never acknowledged", r.Messages, r.Acknowledged, r.Unacknowledged)
+	if r.Aborted > 0 {
+		row("", "%d aborted by the receiver (webhook-delivery: abort-message), not retried: %s", r.Aborted, strings.Join(r.AbortedIDs, " "))
+	}
 	if r.Unacknowledged > 0 {
 		row("", "never acknowledged: %s", strings.Join(r.UnacknowledgedIDs, " "))
 	}

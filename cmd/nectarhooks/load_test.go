@@ -45,7 +45,8 @@ func requireConsistent(t *testing.T, r loadReport) {
 	assert.Equal(t, r.Deliveries, byStatus, "every delivery has one status")
 	assert.Equal(t, r.Deliveries, int64(r.Messages)+r.Resent+r.Retries+r.Forged.Sent+r.Stale.Sent,
 		"deliveries = first attempts + resends + retries + forged + stale")
-	assert.Equal(t, r.Messages, r.Acknowledged+r.Unacknowledged)
+	assert.Equal(t, r.Messages, r.Acknowledged+r.Unacknowledged+r.Aborted)
+	assert.Len(t, r.AbortedIDs, min(r.Aborted, maxListedIDs))
 	assert.Len(t, r.UnacknowledgedIDs, min(r.Unacknowledged, maxListedIDs))
 	var refused int64
 	for _, rf := range r.Refusals {
@@ -344,7 +345,7 @@ func TestLoadJSONSchema(t *testing.T) {
 		return ks
 	}
 	assert.Equal(t, []string{
-		"acknowledged", "answered_2xx", "answered_2xx_per_second", "concurrency", "deliveries", "deliveries_per_second",
+		"aborted", "aborted_ids", "acknowledged", "answered_2xx", "answered_2xx_per_second", "concurrency", "deliveries", "deliveries_per_second",
 		"failures", "forged", "hints", "interrupted", "latency_ms", "messages", "no_answer", "pass", "per_url", "rate",
 		"refusals", "refused", "resent", "resent_accepted", "retries", "seconds", "stale", "status", "unacknowledged",
 		"unacknowledged_ids", "url",

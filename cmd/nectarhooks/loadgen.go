@@ -55,6 +55,7 @@ type message struct {
 	resend  resendPlan
 	target  int // the index of the -url its first attempt goes to
 	acked   atomic.Bool
+	aborted atomic.Bool // a non-2xx answer carried webhook-delivery: abort-message
 }
 
 // resendPlan says whether and when a message is delivered again.
@@ -376,6 +377,10 @@ func (g *loadGen) deliver(ctx context.Context, d *delivery) []*delivery {
 	if ok && d.kind.genuine() {
 		d.msg.acked.Store(true)
 	}
+	if err == nil && !ok && status.aborted && d.kind.genuine() {
+		// As Svix: no further attempt of a message the receiver aborted.
+		d.msg.aborted.Store(true)
+	}
 	g.stats.record(o)
 
 	var followUps []*delivery
@@ -383,7 +388,7 @@ func (g *loadGen) deliver(ctx context.Context, d *delivery) []*delivery {
 		followUps = append(followUps, &delivery{kind: kindDup, msg: d.msg, due: answeredAt})
 	}
 	if d.attempt > 0 && !ok {
-		if g.cfg.retry && d.attempt < svixAttempts && !o.interrupted {
+		if g.cfg.retry && d.attempt < svixAttempts && !o.interrupted && !d.msg.aborted.Load() {
 			wait := time.Duration(float64(svixRetryDelays[d.attempt-1]) * g.cfg.retryScale)
 			followUps = append(followUps, &delivery{kind: kindRetry, msg: d.msg, attempt: d.attempt + 1, due: answeredAt.Add(wait)})
 		}
@@ -421,17 +426,22 @@ var forger = func() *nectarhookstest.Signer {
 }()
 
 // unacknowledged returns the messages no delivery of which was answered
-// 2xx, in the order they were started.
-func (g *loadGen) unacknowledged() []*message {
+// 2xx, in the order they were started, and apart from them those the
+// receiver aborted (webhook-delivery: abort-message): given up on by the
+// receiver, which keeps them, not lost.
+func (g *loadGen) unacknowledged() (lost, aborted []*message) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var lost []*message
 	for _, m := range g.messages {
-		if !m.acked.Load() {
+		switch {
+		case m.acked.Load():
+		case m.aborted.Load():
+			aborted = append(aborted, m)
+		default:
 			lost = append(lost, m)
 		}
 	}
-	return lost
+	return lost, aborted
 }
 
 func isTimeout(err error) bool {

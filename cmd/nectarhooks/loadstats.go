@@ -222,6 +222,8 @@ type loadReport struct {
 	Acknowledged      int          `json:"acknowledged"`       // messages with at least one 2xx answer
 	Unacknowledged    int          `json:"unacknowledged"`     // messages without: lost, as Svix would count them
 	UnacknowledgedIDs []string     `json:"unacknowledged_ids"` // the first 20 of them
+	Aborted           int          `json:"aborted"`            // messages the receiver aborted (webhook-delivery: abort-message): not retried, not lost
+	AbortedIDs        []string     `json:"aborted_ids"`        // the first 20 of them
 	Resent            int64        `json:"resent"`             // deliveries of a message again (-dup)
 	ResentAccepted    int64        `json:"resent_accepted"`
 	Retries           int64        `json:"retries"` // later attempts after a failure (-retry)
@@ -328,12 +330,15 @@ func (g *loadGen) report(interrupted bool) loadReport {
 	g.mu.Lock()
 	r.Messages = len(g.messages)
 	g.mu.Unlock()
-	lost := g.unacknowledged()
-	r.Unacknowledged = len(lost)
-	r.Acknowledged = r.Messages - r.Unacknowledged
-	r.UnacknowledgedIDs = []string{}
+	lost, aborted := g.unacknowledged()
+	r.Unacknowledged, r.Aborted = len(lost), len(aborted)
+	r.Acknowledged = r.Messages - r.Unacknowledged - r.Aborted
+	r.UnacknowledgedIDs, r.AbortedIDs = []string{}, []string{}
 	for _, m := range lost[:min(len(lost), maxListedIDs)] {
 		r.UnacknowledgedIDs = append(r.UnacknowledgedIDs, m.id)
+	}
+	for _, m := range aborted[:min(len(aborted), maxListedIDs)] {
+		r.AbortedIDs = append(r.AbortedIDs, m.id)
 	}
 	r.Resent, r.ResentAccepted = s.kinds[kindDup].sent, s.kinds[kindDup].accepted
 	r.Retries = s.kinds[kindRetry].sent

@@ -198,6 +198,9 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 type answerStatus struct {
 	code int
 	text string // "200 OK", and the redirect's target for 3xx
+	// aborted: the answer carried webhook-delivery: abort-message, after
+	// which Svix makes no further attempt of the message.
+	aborted bool
 }
 
 // post makes one delivery and returns the answer's status and the start of
@@ -219,7 +222,8 @@ func post(ctx context.Context, client *http.Client, target string, header http.H
 	}
 	defer resp.Body.Close()
 	text, readErr := io.ReadAll(io.LimitReader(resp.Body, maxReadBody))
-	st := answerStatus{code: resp.StatusCode, text: fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
+	st := answerStatus{code: resp.StatusCode, text: fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode)),
+		aborted: strings.EqualFold(resp.Header.Get(nectarhooks.DeliveryHeader), nectarhooks.AbortMessage)}
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		st.text += " (redirect to " + shownText(loc, maxShownBody) + ", not followed)"
 	}
