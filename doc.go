@@ -152,7 +152,10 @@
 // to a durable [Queue] instead, such as the riverqueue module's, whose
 // consumer calls [Handler.DispatchVerified]. [WithObserver] sees every
 // delivery; the otelhooks module records them as OpenTelemetry spans and
-// metrics.
+// metrics. [WithDeadLetters] keeps every message the Handler gives up on
+// (a callback's [Permanent] error, answered with Svix's "webhook-delivery:
+// abort-message"; a failure after a WithAsync answer), and
+// [Handler.ReplayDeadLetters] runs them again once fixed.
 //
 // # Modules
 //
@@ -163,5 +166,5 @@
 //	github.com/nectarhooks/nectarhooks/goredisstore      IdempotencyStore on Redis (go-redis v9)
 //	github.com/nectarhooks/nectarhooks/riverqueue        a durable Queue on River and PostgreSQL
 //	github.com/nectarhooks/nectarhooks/otelhooks         an Observer for OpenTelemetry
-//	github.com/nectarhooks/nectarhooks/cmd/nectarhooks   the CLI: send, load, sign, verify, samples
+//	github.com/nectarhooks/nectarhooks/cmd/nectarhooks   the CLI: send, load, sign, verify, samples, dead
 package nectarhooks
