@@ -146,7 +146,7 @@ func scrapeAfterRun(t *testing.T, failing bool) []sample {
 			default:
 				continue
 			}
-			b := labels.NewBuilder(labels.EmptyLabels()).Set(labels.MetricName, name)
+			b := labels.NewBuilder(labels.EmptyLabels()).Set(model.MetricNameLabel, name)
 			for _, l := range m.GetLabel() {
 				b.Set(l.GetName(), l.GetValue())
 			}
