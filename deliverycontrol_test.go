@@ -249,3 +249,23 @@ func TestPermanent(t *testing.T) {
 type testErr struct{ s string }
 
 func (e *testErr) Error() string { return e.s }
+
+// TestDeadLetterStoreFailureStaysInside: a payload that does not decode,
+// whose dead letter cannot be recorded, is answered 400 without
+// abort-message, and the answer does not carry the store's error.
+func TestDeadLetterStoreFailureStaysInside(t *testing.T) {
+	f := newDispFixture(t)
+	var got error
+	h, err := nectarhooks.NewHandler(f.secret, nectarhooks.WithClock(nectarhookstest.FixedClock(dispT0)),
+		nectarhooks.WithDeadLetters(deadStoreDown{nectarhooks.NewMemoryDeadLetters()}),
+		nectarhooks.WithErrorHandler(func(_ context.Context, _ int, err error) { got = err }))
+	require.NoError(t, err)
+	rr := httptest.NewRecorder()
+	h.ServeHTTP(rr, f.request(t, "msg_bad", []byte(`{"eventType":"document.created.v2","id":7}`)))
+	require.Equal(t, http.StatusBadRequest, rr.Code)
+	assert.Empty(t, rr.Header().Values(nectarhooks.DeliveryHeader))
+	assert.NotContains(t, rr.Body.String(), errDeadDown.Error())
+	assert.ErrorIs(t, got, nectarhooks.ErrDeadLetterStore)
+	assert.ErrorIs(t, got, errDeadDown)
+	assert.ErrorIs(t, got, nectarhooks.ErrInvalidPayload)
+}

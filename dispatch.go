@@ -852,6 +852,9 @@ func refuseRestOfBody(w http.ResponseWriter) {
 // may carry a callback's, a store's or a queue's own words.
 func reason(status int, err error) string {
 	switch {
+	case errors.Is(err, ErrDeadLetterStore) && status < 500:
+		// The store's own words stay in the service.
+		return "invalid payload; not recorded as a dead letter, so not aborted"
 	case status < 500 && status != http.StatusConflict:
 		return err.Error()
 	case errors.Is(err, ErrInFlight):

@@ -122,7 +122,9 @@ const (
 	// (ErrDeadLettered): answered with "webhook-delivery: abort-message"
 	// (500 for a Permanent error, 400 for a payload that does not decode),
 	// or failed after a WithAsync answer (0). Each dead letter a delivery
-	// writes ends exactly one stage with it.
+	// or a callback's run writes ends exactly one stage with it; a queued
+	// message whose claim could not be renewed is recorded without a
+	// stage, as it never ran.
 	OutcomeDeadLettered
 )
 
