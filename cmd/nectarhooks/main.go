@@ -92,7 +92,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), listenCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
@@ -294,6 +294,8 @@ Usage:
   nectarhooks send    -url URL [flags] EVENT|FILE...   POST signed deliveries
   nectarhooks load    -url URL [flags] [EVENT|FILE...] many deliveries at once: throughput,
                                                        latency, and whether each was acknowledged
+  nectarhooks listen  [-addr HOST:PORT] [flags]        receive, check and show deliveries, in the
+                                                       terminal and a live web page; forward, replay
   nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
   nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
   nectarhooks samples [EVENT]                          list or print the bundled samples
