@@ -353,8 +353,8 @@ func TestListenForward(t *testing.T) {
 	sample := nectarhookstest.Sample(nectarhooks.EventDocumentCreated)
 	tests := []struct {
 		name       string
-		status     int    // the target's answer
-		down       bool   // the target is not there
+		status     int  // the target's answer
+		down       bool // the target is not there
 		header     http.Header
 		wantStatus int    // the sender's answer
 		wantBody   string // a part of it
