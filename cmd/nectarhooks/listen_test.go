@@ -432,6 +432,12 @@ func TestListenReplay(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, text)
 	resp, text = replay("1", true)
 	require.Equal(t, http.StatusOK, resp.StatusCode, text)
+	// One that did not verify is never replayed: re-signed, it would
+	// pass at the target.
+	postTo(t, srv.URL, signer.HeaderFor("msg_forged", now(), sample), append(bytes.Clone(sample), 'x'))
+	resp, text = replay("2", true)
+	assert.Equal(t, http.StatusConflict, resp.StatusCode)
+	assert.Contains(t, text, "did not verify")
 
 	got := ft.requests()
 	require.Len(t, got, 2)

@@ -154,7 +154,7 @@ type detailView struct {
 	BodyText string      `json:"bodyText"`
 	Pretty   string      `json:"pretty,omitempty"`
 	Headers  [][2]string `json:"headers"`
-	CanRetry bool        `json:"canReplay"`
+	CanReplay bool        `json:"canReplay"`
 }
 
 func (l *listener) detail(w http.ResponseWriter, r *http.Request) {
@@ -162,7 +162,7 @@ func (l *listener) detail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v := detailView{record: d, BodyText: string(d.Body), CanRetry: l.signer != nil && d.Body != nil}
+	v := detailView{record: d, BodyText: string(d.Body), CanReplay: l.signer != nil && d.Verdict.OK}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, d.Body, "", "  ") == nil {
 		v.Pretty = pretty.String()
@@ -194,8 +194,10 @@ func (l *listener) replay(w http.ResponseWriter, r *http.Request) {
 	case l.signer == nil:
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "nothing to replay to: start listen with -forward-to URL"})
 		return
-	case d.Body == nil:
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "this delivery's body was not kept"})
+	case !d.Verdict.OK:
+		// Re-signed, it would verify at the target: a replay must not
+		// turn a forgery into a delivery.
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "it did not verify, so it is not replayed"})
 		return
 	}
 	f := l.forward(r.Context(), d.ID, d.Body)

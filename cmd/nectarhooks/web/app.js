@@ -108,7 +108,7 @@ function show(d) {
   v.textContent = d.verdict.ok ? "✓ verified" : "✗ not verified: " + d.verdict.title;
   v.className = "verdict " + (d.verdict.ok ? "ok" : "bad");
   v.dataset.check = d.verdict.check;
-  $("d-reason").replaceChildren(...(d.verdict.reason || []).map((line) => el("li", line)));
+  $("d-reason").textContent = (d.verdict.reason || []).join("\n");
 
   const facts = $("d-facts");
   facts.replaceChildren();
@@ -128,7 +128,8 @@ function show(d) {
     fw.append(dl);
   }
   $("replay").disabled = !d.canReplay;
-  $("replay").title = d.canReplay ? "Send it to the forward target again: same svix-id, new timestamp and signature" : "Start listen with -forward-to URL to replay";
+  $("replay").title = d.canReplay ? "Send it to the forward target again: same svix-id, new timestamp and signature"
+    : d.verdict.ok ? "Start listen with -forward-to URL to replay" : "Only verified deliveries are replayed";
 
   $("d-headers").replaceChildren(...d.headers.map(([k, val]) => {
     const tr = el("tr");
