@@ -232,6 +232,9 @@ type loadReport struct {
 	// delivery was accepted, and the run was not interrupted: the exit
 	// status is 0 exactly when it is.
 	Pass bool `json:"pass"`
+
+	// curve is the latency percentile curve, for load -html.
+	curve []percentilePoint
 }
 
 // urlReport is the deliveries to one -url.
@@ -312,6 +315,7 @@ func (g *loadGen) report(interrupted bool) loadReport {
 		P999:  ms(s.latency.ValueAtPercentile(99.9)),
 		Max:   ms(s.latency.Max()),
 	}
+	r.curve = percentileCurve(s.latency)
 	for k, n := range s.refusals {
 		r.Refusals = append(r.Refusals, refusalReport{What: k.what, Status: k.status, Reason: k.reason, Count: n})
 	}
