@@ -151,9 +151,9 @@ type detailView struct {
 	record
 	// Body is the body as text, and Pretty the same JSON indented; the
 	// page shows both with textContent, never as markup.
-	BodyText string      `json:"bodyText"`
-	Pretty   string      `json:"pretty,omitempty"`
-	Headers  [][2]string `json:"headers"`
+	BodyText  string      `json:"bodyText"`
+	Pretty    string      `json:"pretty,omitempty"`
+	Headers   [][2]string `json:"headers"`
 	CanReplay bool        `json:"canReplay"`
 }
 
