@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -193,7 +194,7 @@ func listen(t *testing.T, env []string, args ...string) *listening {
 	t.Helper()
 	l := &listening{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
 	cmd := exec.Command(cli(t), append([]string{"listen", "-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(environ(), env...)
 	cmd.Stdout, cmd.Stderr = l.stdout, l.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -233,11 +234,23 @@ func listen(t *testing.T, env []string, args ...string) *listening {
 	return nil
 }
 
+// environ is the test's environment without a signing secret: each test
+// gives its own, or none.
+func environ() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NECTAR_WEBHOOK_SECRET=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // run runs the command to its end and returns its stdout.
 func run(t *testing.T, env []string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(cli(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

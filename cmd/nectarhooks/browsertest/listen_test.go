@@ -3,6 +3,7 @@ package browsertest
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,32 @@ import (
 // type (which lands in the list, the filter and the detail), in a field,
 // and as a closing tag. The page must show all of it as text.
 const hostilePayload = `{"eventType":"<img src=x onerror=\"window.pwned=1\">","id":"</pre><script>window.pwned=2</script>","company":{"name":"<b onmouseover=\"window.pwned=3\">bold?</b>"}}`
+
+// TestListenFirstSession is the README's session: listen with no secret
+// at all, send the five samples with the secret it printed, and look at
+// the page.
+func TestListenFirstSession(t *testing.T) {
+	ctx := browser(t)
+	l := listen(t, nil)
+	m := regexp.MustCompile(`export NECTAR_WEBHOOK_SECRET=(whsec_\S+)`).FindStringSubmatch(l.stderr.String())
+	require.NotNil(t, m, l.stderr.String())
+	do(t, ctx,
+		chromedp.Navigate(l.url),
+		chromedp.WaitReady(chromedp.CSS(`body[data-ready="1"]`)),
+	)
+	out := run(t, []string{"NECTAR_WEBHOOK_SECRET=" + m[1]}, "send", "-url", l.url, "all")
+	require.Contains(t, out, "5 deliveries: 5 answered 2xx, 0 not")
+	do(t, ctx,
+		until(`document.querySelectorAll("#deliveries tr").length === 5`),
+		chromedp.Click(chromedp.CSS(`#deliveries tr[data-seq="1"]`)),
+		until(`document.getElementById("d-verdict").textContent === "✓ verified"`),
+		chromedp.Click(chromedp.CSS(`.tabs button[data-tab="decoded"]`)),
+	)
+	assert.Equal(t, 5, get(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#deliveries tr td:nth-child(5)")].filter(td => td.textContent === "verified").length`)))
+	assert.Contains(t, get(t, ctx, chromedp.Text(chromedp.CSS(`#d-decoded`))), "*nectarhooks.ConnectionCreated")
+	assert.True(t, get(t, ctx, chromedp.Evaluate[bool](`document.getElementById("replay").disabled`)), "nothing to replay to without -forward-to")
+	screenshot(t, ctx, "listen-first.png")
+}
 
 // TestListenPage is the newcomer's session, in a browser: listen with a
 // forward target; open the page; send the five samples and a stale one
