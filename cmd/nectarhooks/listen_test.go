@@ -428,6 +428,7 @@ func TestListenReplay(t *testing.T) {
 	}
 	resp, text := replay("1", false)
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a replay needs the page's header")
+	assert.Contains(t, text, "X-Nectarhooks-Replay")
 	resp, text = replay("99", true)
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, text)
 	resp, text = replay("1", true)
@@ -455,13 +456,9 @@ func TestListenReplay(t *testing.T) {
 	// Without a forward target there is nothing to replay to.
 	_, plain := newTestListener(t, listenConfig{secret: secret})
 	postTo(t, plain.URL, signer.HeaderFor("msg_plain", time.Now(), sample), sample)
-	resp, text = replay2(t, plain.URL)
+	resp, text = postTo(t, plain.URL+"/_nectarhooks/deliveries/1/replay", http.Header{"X-Nectarhooks-Replay": {"1"}}, nil)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode)
 	assert.Contains(t, text, "-forward-to")
-}
-
-func replay2(t *testing.T, base string) (*http.Response, string) {
-	return postTo(t, base+"/_nectarhooks/deliveries/1/replay", http.Header{"X-Nectarhooks-Replay": {"1"}}, nil)
 }
 
 // TestListenHistoryBounds checks both bounds and the file.
