@@ -121,7 +121,14 @@ func TestListenCommand(t *testing.T) {
 	// fraction of a second falls.
 	assert.Regexp(t, `401 Unauthorized  timestamp too old: signed 10m[01]s before the clock`, res.stdout)
 
+	// A page left open does not keep listen from stopping: its event
+	// stream ends with it (and goleak, in TestMain, finds nothing left).
+	stream, err := http.Get(l.url + "_nectarhooks/events")
+	require.NoError(t, err)
+	defer stream.Body.Close()
 	require.Equal(t, exitOK, l.stop())
+	rest, _ := io.ReadAll(stream.Body)
+	assert.Contains(t, string(rest), "event: ready", "the stream was live, and ended")
 	lines := strings.Split(strings.TrimSpace(l.stdout.String()), "\n")
 	var verified, refused int
 	for _, line := range lines {
