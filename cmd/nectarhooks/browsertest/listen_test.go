@@ -118,6 +118,16 @@ func TestListenPage(t *testing.T) {
 	do(t, ctx,
 		chromedp.SetValue(chromedp.CSS(`#filter-verdict`), ""),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("filter-verdict").dispatchEvent(new Event("change"))`),
+		// The type filter offers the types seen, and shows one type's.
+		chromedp.SetValue(chromedp.CSS(`#filter-type`), "connection.updated.v2"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("filter-type").dispatchEvent(new Event("change"))`),
+	)
+	visible = get(t, ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#deliveries tr")].filter(r => !r.hidden).length`))
+	assert.Equal(t, 2, visible, "the verified connection.updated.v2 and the stale one")
+	assert.Equal(t, 6, get(t, ctx, chromedp.Evaluate[int](`document.getElementById("filter-type").options.length`)), "all types, and the five seen")
+	do(t, ctx,
+		chromedp.SetValue(chromedp.CSS(`#filter-type`), ""),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("filter-type").dispatchEvent(new Event("change"))`),
 	)
 
 	// A hostile payload shows as text, and runs nothing.
