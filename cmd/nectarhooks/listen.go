@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks"
@@ -164,6 +165,13 @@ func runListen(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []st
 	}
 
 	srv := &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
+	// A browser opens spare connections ahead of need and may never send
+	// on them; Shutdown takes such a connection for idle only after 5s,
+	// and the page left open would make a stop fail. Once Shutdown has
+	// closed the listener, they are closed.
+	var fresh freshConns
+	srv.ConnState = fresh.track
+	srv.RegisterOnShutdown(fresh.closeAll)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -183,4 +191,33 @@ func runListen(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []st
 	}
 	fmt.Fprintf(e.stderr, "nectarhooks listen: stopped after %d deliveries\n", l.hist.total())
 	return exitOK
+}
+
+// freshConns tracks the connections that have not sent a request yet.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// track is an http.Server's ConnState hook.
+func (f *freshConns) track(c net.Conn, state http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if state == http.StateNew {
+		if f.conns == nil {
+			f.conns = map[net.Conn]struct{}{}
+		}
+		f.conns[c] = struct{}{}
+		return
+	}
+	delete(f.conns, c)
+}
+
+// closeAll closes them: those a request has not started on.
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
 }
