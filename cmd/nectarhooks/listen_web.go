@@ -5,7 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"html"
+	"html/template"
 	"io/fs"
 	"net"
 	"net/http"
@@ -19,17 +19,16 @@ import (
 // to any other path is a delivery.
 const webPrefix = "/_nectarhooks/"
 
-// The page, its script and its style, built into the binary: nothing is
-// fetched from elsewhere, and it works offline.
+// The page's template, its script and its style, built into the binary:
+// nothing is fetched from elsewhere, and it works offline.
 //
 //go:embed web
 var webFiles embed.FS
 
-// The page is static but for one line, which says where deliveries go,
-// filled in with html.EscapeString. Not html/template: its reflection
-// keeps every exported method of the program in the binary, which made
-// the command 3.4 MB larger (14.0 MB instead of 10.6 MB) for one line.
-const pageConfigMark = "{{config}}"
+// listenPage renders the page. html/template, not text/template: what it
+// shows of a delivery (svix-id, event type, the verdict, which can quote
+// a header) is escaped for where it lands, text or attribute.
+var listenPage = template.Must(template.ParseFS(webFiles, "web/listen.html"))
 
 // contentSecurityPolicy lets the page run only its own script and style,
 // and talk only to its own origin: should a payload ever reach the page
@@ -38,7 +37,7 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 
 func (l *listener) webHandler() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(webFiles, "web")
+	static, _ := fs.Sub(webFiles, "web/static")
 	mux.Handle("GET "+webPrefix+"static/", http.StripPrefix(webPrefix+"static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /{$}", l.page)
 	mux.HandleFunc("GET "+webPrefix+"events", l.events)
@@ -85,23 +84,76 @@ func loopbackHost(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// page serves the web page: a shell the script fills from the event
-// stream.
+// pageView is what the page's template is given.
+type pageView struct {
+	Config  string // how listen runs: forwarding or not, tolerance, history
+	SelfURL string // where to send deliveries: this page's own origin
+	Rows    []rowView
+	Types   []string // the event types of the rows, for the filter
+}
+
+// rowView is one delivery in the page's list, newest first. app.js draws
+// the same row from a summary (upsert): the two say the same thing.
+type rowView struct {
+	Seq     int64
+	Time    string
+	ID      string
+	Type    string
+	OK      bool
+	Verdict string // "verified", or the check that failed in a few words
+	Answer  string
+}
+
+func newRowView(s summary) rowView {
+	v := rowView{Seq: s.Seq, Time: s.Received.Local().Format("15:04:05"), ID: s.ID, Type: s.Type, OK: s.Verdict.OK, Verdict: s.Verdict.Title}
+	if s.Verdict.OK {
+		v.Verdict = "verified"
+	}
+	f, tag := s.Forward, ""
+	if s.LastReplay != nil {
+		f, tag = s.LastReplay, "replay "
+	}
+	switch {
+	case f == nil:
+		v.Answer = s.Answer.Text
+	case f.Answer != nil:
+		v.Answer = fmt.Sprintf("%s→ %s in %.1f ms", tag, f.Answer.Text, f.Millis)
+	default:
+		v.Answer = tag + "→ no answer: " + f.Error
+	}
+	return v
+}
+
+// page serves the web page: the deliveries kept so far as rows, rendered
+// here so that they show before the event stream connects; the script
+// then keeps the list live from the stream.
 func (l *listener) page(w http.ResponseWriter, r *http.Request) {
-	page, err := webFiles.ReadFile("web/index.html")
-	if err != nil {
+	v := pageView{
+		Config:  "not forwarding (start listen with -forward-to URL to replay)",
+		SelfURL: "http://" + r.Host + "/", // a loopback name: webGuard saw to it
+	}
+	if l.cfg.forwardTo != "" {
+		v.Config = "forwarding verified deliveries to " + l.cfg.forwardTo
+	}
+	v.Config += fmt.Sprintf(" · tolerance %s · history %d deliveries", l.cfg.tolerance, l.cfg.history)
+	kept := l.hist.list()
+	seen := map[string]bool{}
+	for i := range kept {
+		d := &kept[len(kept)-1-i]
+		v.Rows = append(v.Rows, newRowView(summarize(d)))
+		if t := kept[i].Type; t != "" && !seen[t] {
+			seen[t] = true
+			v.Types = append(v.Types, t)
+		}
+	}
+	var b bytes.Buffer
+	if err := listenPage.Execute(&b, v); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	config := "not forwarding (start listen with -forward-to URL to replay)"
-	if l.cfg.forwardTo != "" {
-		config = "forwarding verified deliveries to " + l.cfg.forwardTo
-	}
-	config += fmt.Sprintf(" · tolerance %s · history %d deliveries", l.cfg.tolerance, l.cfg.history)
-	page = bytes.Replace(page, []byte(pageConfigMark), []byte(html.EscapeString(config)), 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(page)
+	w.Write(b.Bytes())
 }
 
 // events is the server-sent event stream of delivery summaries: every

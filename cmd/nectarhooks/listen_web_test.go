@@ -3,8 +3,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"html"
+	"html/template"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +161,66 @@ func TestListenEventStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stream did not end when the listener closed")
 	}
+}
+
+// TestListenPageRowsEscaped renders the page with deliveries already kept
+// whose svix-id, event type and verdict (which quotes the signature
+// header) are markup meant to break out of the row's text and attributes;
+// each must come back, unescaped, exactly as sent: text, not markup.
+func TestListenPageRowsEscaped(t *testing.T) {
+	const (
+		hostileID   = `msg_"><script>document.title='pwned'</script>`
+		hostileType = `<img src=x onerror="document.title='pwned'">`
+		hostileSig  = `"><b/x>,c2ln`
+	)
+	secret := nectarhookstest.NewSecret()
+	signer, err := nectarhookstest.NewSigner(secret)
+	require.NoError(t, err)
+	_, srv := newTestListener(t, listenConfig{secret: secret})
+	body := []byte(`{"eventType":` + strconv.Quote(hostileType) + `,"payload":{"x":"</td></tr><script>document.title='pwned'</script>"}}`)
+	postTo(t, srv.URL, signer.HeaderFor(hostileID, time.Now(), body), body)
+	forged := signer.HeaderFor("msg_forged", time.Now(), body)
+	forged.Set("svix-signature", hostileSig)
+	postTo(t, srv.URL, forged, body)
+
+	resp, page := getWith(t, srv.URL+"/", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	for _, raw := range []string{"<script>document", "<img src=x", "<b/x>", `"><b`, `"><script`} {
+		assert.NotContains(t, page, raw, "markup from a delivery")
+	}
+	assert.Equal(t, 1, strings.Count(page, "<script"), "the page's own script only")
+
+	// Each row, attribute by attribute and cell by cell: html/template's
+	// escaping keeps every value inside its quotes or its cell.
+	row := regexp.MustCompile(`<tr data-seq="(\d+)" data-type="([^"<>]*)" data-ok="(ok|failed)" title="([^"<>]*)">\s*` +
+		`<td>\d+</td><td>[0-9:]{8}</td><td>([^<>]*)</td><td>([^<>]*)</td><td class="(?:ok|bad)">([^<>]*)</td><td>([^<>]*)</td>\s*</tr>`)
+	rows := row.FindAllStringSubmatch(page, -1)
+	require.Len(t, rows, 2, "two rows, each parsed whole:\n%s", page)
+	un := html.UnescapeString
+	tests := []struct {
+		name      string
+		row       []string
+		seq, id   string
+		ok        string
+		inVerdict string
+	}{
+		{"newest first: the forged one, its signature header quoted", rows[0], "2", "msg_forged", "failed", `signed with another kind of key: "><b/x> entries`},
+		{"the hostile svix-id", rows[1], "1", hostileID, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.row
+			assert.Equal(t, tt.seq, r[1])
+			assert.Equal(t, hostileType, un(r[2]), "data-type")
+			assert.Equal(t, tt.id, un(r[5]), "svix-id cell")
+			assert.Equal(t, hostileType, un(r[6]), "type cell")
+			assert.Equal(t, un(r[4]), un(r[7]), "the title is the verdict")
+			if tt.inVerdict != "" {
+				assert.Equal(t, tt.ok, r[3])
+				assert.Contains(t, un(r[7]), tt.inVerdict)
+			}
+		})
+	}
+	assert.Contains(t, page, `<option value="`+template.HTMLEscapeString(hostileType)+`">`, "the type filter offers it, escaped")
 }

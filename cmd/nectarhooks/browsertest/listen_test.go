@@ -1,6 +1,7 @@
 package browsertest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,4 +150,30 @@ func TestListenPage(t *testing.T) {
 	assert.Equal(t, 1, get(t, ctx, chromedp.Evaluate[int](`document.scripts.length`)), "the page's own script only")
 	assert.Equal(t, 0, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("main img, main b, main script").length`)), "no element made from the payload")
 	assert.Equal(t, "yes", get(t, ctx, chromedp.Evaluate[string](`String(window.sameLoad)`)), "every delivery arrived without a reload")
+}
+
+// TestListenPageWithoutScript opens the page with JavaScript off, after
+// deliveries came in: the rows the server rendered are the history, as
+// they are before the event stream connects.
+func TestListenPageWithoutScript(t *testing.T) {
+	ctx := browser(t)
+	env := []string{"NECTAR_WEBHOOK_SECRET=" + nectarhookstest.NewSecret()}
+	l := listen(t, env)
+	out := run(t, env, "send", "-url", l.url, "all")
+	require.Contains(t, out, "5 answered 2xx")
+	run(t, env, "send", "-url", l.url, "-stale", "connection.updated.v2")
+	scriptOff := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+		return chromedp.Void{}, err
+	}
+	do(t, ctx, scriptOff, chromedp.Navigate(l.url), chromedp.WaitReady(chromedp.CSS(`#deliveries`)))
+	text := func(sel string) string { return get(t, ctx, chromedp.Text(chromedp.CSS(sel))) }
+	assert.Equal(t, "connecting…", text(`#status`), "the page's script did not run")
+	assert.Equal(t, 6, get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#deliveries tr").length`)))
+	assert.Equal(t, "6 deliveries", text(`#count`))
+	assert.Equal(t, "6", text(`#deliveries tr:first-child td:first-child`), "newest first")
+	assert.Contains(t, text(`#deliveries tr[data-seq="6"] td:nth-child(5)`), "timestamp too old")
+	assert.Equal(t, "verified", text(`#deliveries tr[data-seq="1"] td:nth-child(5)`))
+	assert.True(t, get(t, ctx, chromedp.Evaluate[bool](`document.getElementById("empty").hidden`)))
+	assert.Equal(t, 6, get(t, ctx, chromedp.Evaluate[int](`document.getElementById("filter-type").options.length`)), "all types, and the five seen")
 }

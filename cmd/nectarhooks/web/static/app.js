@@ -1,5 +1,7 @@
-// The page of "nectarhooks listen": a list of deliveries kept up to date
-// from the server-sent event stream, and the detail of the one opened.
+// The page of "nectarhooks listen": the server renders the deliveries kept
+// when the page loads (web/listen.html); this script adopts those rows, keeps
+// the list up to date from the server-sent event stream, and shows the detail
+// of the one opened.
 // Everything shown from a delivery is untrusted text from the network, so
 // it only ever goes into the page as textContent, never as markup.
 "use strict";
@@ -31,6 +33,16 @@ function answerText(s) {
   const tag = s.lastReplay ? "replay " : "";
   if (f.answer) return tag + "→ " + f.answer.text + " in " + f.millis.toFixed(1) + " ms";
   return tag + "→ no answer: " + f.error;
+}
+
+// adopt takes over the rows the server rendered: the stream's backlog then
+// replaces each in place, by its seq.
+function adopt() {
+  for (const tr of $("deliveries").rows) {
+    const seq = Number(tr.dataset.seq);
+    tr.addEventListener("click", () => open(seq));
+    rows.set(seq, { summary: null, tr });
+  }
 }
 
 function upsert(s) {
@@ -176,7 +188,7 @@ function connect() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("self-url").textContent = location.origin + "/";
+  adopt();
   $("filter-type").addEventListener("change", applyFilters);
   $("filter-verdict").addEventListener("change", applyFilters);
   $("replay").addEventListener("click", replay);
