@@ -64,7 +64,8 @@ delivery to it again: the same svix-id, a new timestamp and signature.
 It listens on loopback unless -addr names another address; the web page
 answers only to loopback host names. History is kept in memory, bounded
 by -history deliveries and -history-bytes, and appended to -history-file
-when given (read back at the next start). Ctrl-C stops it.
+when given (read back at the next start). Ctrl-C or SIGTERM stops it,
+after the deliveries in flight are answered.
 `,
 		examples: `  nectarhooks listen
   nectarhooks listen -addr 127.0.0.1:9000 -forward-to http://127.0.0.1:8080/webhooks/nectar

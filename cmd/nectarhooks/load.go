@@ -144,7 +144,8 @@ genuine deliveries and the status, verdict and refusal tables.
 
 Exit status 1 if a message was never acknowledged, a forged or stale
 delivery was accepted, the backlog did not drain within -wait-timeout,
-or the run was interrupted.
+or the run was interrupted (Ctrl-C or SIGTERM: the report says what was
+sent until then).
 `,
 		examples: `  export NECTAR_WEBHOOK_SECRET=whsec_...
   nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar

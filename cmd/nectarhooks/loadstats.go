@@ -35,7 +35,7 @@ type outcome struct {
 	status      int    // the answer's status; 0 without an answer
 	reason      string // the start of the answer's body, escaped
 	timedOut    bool   // no answer within -timeout
-	interrupted bool   // cancelled by Ctrl-C
+	interrupted bool   // cancelled by Ctrl-C or SIGTERM
 	failure     string // no answer for another reason: refused connection, reset...
 	connRefused bool   // the failure was a refused connection: nothing listens there
 }

@@ -29,6 +29,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
@@ -43,10 +44,17 @@ const (
 	exitUsage   = 2
 )
 
+// stopSignals are the signals that stop a command cleanly, by cancelling
+// its context.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
 func main() {
 	// Ctrl-C cancels a send between or during deliveries instead of killing
-	// the process mid-line, so the summary still says what was sent.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// the process mid-line, so the summary still says what was sent; load
+	// reports the run so far, listen stops after the deliveries in flight.
+	// SIGTERM (kill, a container's or a service manager's stop) does the
+	// same: a command stopped that way must end as cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
