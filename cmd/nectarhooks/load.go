@@ -53,6 +53,7 @@ type loadFlags struct {
 	tamper     float64
 	stale      float64
 	json       bool
+	html       string
 
 	waitURL     string
 	waitMetric  string
@@ -62,7 +63,7 @@ type loadFlags struct {
 func loadCommand() *command {
 	return &command{
 		name:     "load",
-		synopsis: "load -url URL [-url URL...] [-n N | -duration D] [-c N] [-rate R] [-dup F] [-retry] [-tamper F] [-stale F] [-wait-url URL [-wait-metric NAME] [-wait-timeout D]] [-json] [EVENT|all|FILE...]",
+		synopsis: "load -url URL [-url URL...] [-n N | -duration D] [-c N] [-rate R] [-dup F] [-retry] [-tamper F] [-stale F] [-wait-url URL [-wait-metric NAME] [-wait-timeout D]] [-json] [-html FILE] [EVENT|all|FILE...]",
 		help: `Deliver many signed messages to URL, concurrently, as Svix would, and say
 how many deliveries per second the receiver took, how slow it got at the
 tail, and whether every message was acknowledged exactly as it should be.
@@ -140,9 +141,14 @@ accepted), interrupted, url (the first), concurrency and rate; with
 -wait-url, wait (url, metric, drained, seconds, at_start, last, reads,
 error, skipped).
 
+-html FILE writes the report as well to FILE, a self-contained HTML page
+(no script, nothing fetched) with the latency percentile curve of the
+genuine deliveries and the status, verdict and refusal tables.
+
 Exit status 1 if a message was never acknowledged, a forged or stale
 delivery was accepted, the backlog did not drain within -wait-timeout,
-or the run was interrupted.
+or the run was interrupted (Ctrl-C or SIGTERM: the report says what was
+sent until then).
 `,
 		examples: `  export NECTAR_WEBHOOK_SECRET=whsec_...
   nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar
@@ -168,6 +174,7 @@ or the run was interrupted.
 			fs.Float64Var(&f.tamper, "tamper", 0, "add `F` forged deliveries per message, which must be refused")
 			fs.Float64Var(&f.stale, "stale", 0, "add `F` deliveries per message signed 10 minutes ago, which must be refused")
 			fs.BoolVar(&f.json, "json", false, "print the result as a JSON object, for scripts and CI")
+			fs.StringVar(&f.html, "html", "", "also write the report to `FILE` as a self-contained HTML page, with the latency percentile curve")
 			fs.StringVar(&f.waitURL, "wait-url", "", "after the load, GET `URL` until it reads 0: the receiver's backlog, processed")
 			fs.StringVar(&f.waitMetric, "wait-metric", "", "read the backlog as the sum of metric `NAME` in -wait-url's Prometheus text; default: the body is one number")
 			fs.DurationVar(&f.waitTimeout, "wait-timeout", defaultWaitTimeout, "fail if the backlog is not 0 within `D` of the load's end")
@@ -296,6 +303,13 @@ func runLoad(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		}
 	} else {
 		writeLoadReport(e.stdout, r)
+	}
+	if f.html != "" {
+		if err := writeLoadHTML(f.html, r, describeRun(f)); err != nil {
+			fmt.Fprintf(e.stderr, "nectarhooks load: writing -html: %v\n", err)
+			return exitUsage
+		}
+		fmt.Fprintf(e.stderr, "nectarhooks load: report written to %s\n", f.html)
 	}
 	if !r.Pass {
 		return exitRefused

@@ -35,7 +35,7 @@ type outcome struct {
 	status      int    // the answer's status; 0 without an answer
 	reason      string // the start of the answer's body, escaped
 	timedOut    bool   // no answer within -timeout
-	interrupted bool   // cancelled by Ctrl-C
+	interrupted bool   // cancelled by Ctrl-C or SIGTERM
 	failure     string // no answer for another reason: refused connection, reset...
 	connRefused bool   // the failure was a refused connection: nothing listens there
 }
@@ -234,6 +234,9 @@ type loadReport struct {
 	// delivery was accepted, and the run was not interrupted: the exit
 	// status is 0 exactly when it is.
 	Pass bool `json:"pass"`
+
+	// curve is the latency percentile curve, for load -html.
+	curve []percentilePoint
 }
 
 // urlReport is the deliveries to one -url.
@@ -314,6 +317,7 @@ func (g *loadGen) report(interrupted bool) loadReport {
 		P999:  ms(s.latency.ValueAtPercentile(99.9)),
 		Max:   ms(s.latency.Max()),
 	}
+	r.curve = percentileCurve(s.latency)
 	for k, n := range s.refusals {
 		r.Refusals = append(r.Refusals, refusalReport{What: k.what, Status: k.status, Reason: k.reason, Count: n})
 	}

@@ -1,12 +1,15 @@
-// Command nectarhooks sends, signs and checks Nectar webhooks the way Svix
-// delivers them, for developing and debugging a receiver without waiting
-// for Nectar or the Svix portal.
+// Command nectarhooks sends, signs, receives and checks Nectar webhooks the
+// way Svix delivers them, for developing and debugging a receiver without
+// waiting for Nectar or the Svix portal, and replays the dead letters a
+// service kept.
 //
+//	nectarhooks listen -forward-to http://127.0.0.1:8080/webhooks/nectar
 //	nectarhooks send -url http://127.0.0.1:8080/webhooks/nectar all
 //	nectarhooks load -url http://127.0.0.1:8080/webhooks/nectar -n 10000 -dup 0.1 -retry
 //	nectarhooks sign -url https://example.com/hooks connection.updated.v2
 //	nectarhooks verify -headers headers.txt -body body.json
 //	nectarhooks samples connection.created.v2
+//	nectarhooks dead list -db "$DATABASE_URL"
 //
 // The signing secret comes from -secret or, better (it stays out of shell
 // history and process listings), from NECTAR_WEBHOOK_SECRET. Run
@@ -29,6 +32,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
@@ -43,10 +47,17 @@ const (
 	exitUsage   = 2
 )
 
+// stopSignals are the signals that stop a command cleanly, by cancelling
+// its context.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
 func main() {
 	// Ctrl-C cancels a send between or during deliveries instead of killing
-	// the process mid-line, so the summary still says what was sent.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// the process mid-line, so the summary still says what was sent; load
+	// reports the run so far, listen stops after the deliveries in flight.
+	// SIGTERM (kill, a container's or a service manager's stop) does the
+	// same: a command stopped that way must end as cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -92,7 +103,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), deadCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), listenCommand(), signCommand(), verifyCommand(), samplesCommand(), deadCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
@@ -287,13 +298,15 @@ func flagWasSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-const usageText = `nectarhooks sends, signs and checks Nectar webhooks exactly as Svix signs
-them, to develop and debug the endpoint that receives them.
+const usageText = `nectarhooks sends, signs, receives and checks Nectar webhooks exactly as
+Svix signs them, to develop and debug the endpoint that receives them.
 
 Usage:
   nectarhooks send    -url URL [flags] EVENT|FILE...   POST signed deliveries
   nectarhooks load    -url URL [flags] [EVENT|FILE...] many deliveries at once: throughput,
                                                        latency, and whether each was acknowledged
+  nectarhooks listen  [-addr HOST:PORT] [flags]        receive, check and show deliveries, in the
+                                                       terminal and a live web page; forward, replay
   nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
   nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
   nectarhooks samples [EVENT]                          list or print the bundled samples

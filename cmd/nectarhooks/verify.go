@@ -264,15 +264,8 @@ func explainMismatch(v *nectarhooks.Verifier, h http.Header, hs signedHeaders, b
 		"- the body is not byte for byte what was delivered: re-serialised or pretty-printed JSON,",
 		"  changed white space or key order, or another character encoding all break the signature.",
 	}
-	switch {
-	case bytes.HasSuffix(body, []byte("\n")):
-		if v.Verify(bytes.TrimRight(body, "\r\n"), h) == nil {
-			lines = append(lines, "Without its final newline the body verifies: the newline was added when it was saved.")
-		}
-	default:
-		if v.Verify(append(bytes.Clone(body), '\n'), h) == nil {
-			lines = append(lines, "With a final newline the body verifies: the newline was lost when it was saved.")
-		}
+	if fix := bodyRepair(v, h, body); fix != "" {
+		lines = append(lines, strings.ToUpper(fix[:1])+fix[1:]+".")
 	}
 	return lines
 }

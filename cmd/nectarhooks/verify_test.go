@@ -156,6 +156,13 @@ func TestVerify(t *testing.T) {
 			want:     []string{"no matching signature", "With a final newline the body verifies"},
 		},
 		{
+			name:     "pretty-printed when saved",
+			headers:  lines(signer.Sign(id, sent, compact.Bytes())),
+			body:     body, // the sample is indented; the compact form was signed
+			wantCode: exitRefused,
+			want:     []string{"no matching signature", "Compacted, the JSON verifies: it was re-indented or pretty-printed after signing."},
+		},
+		{
 			name:     "signature of another version only",
 			headers:  lines("v2,abc"),
 			wantCode: exitRefused,
