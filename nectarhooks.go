@@ -52,6 +52,8 @@ type options struct {
 	queue           Queue
 	refusals        refusalLog // bounds the warnings of unverified refusals
 	observer        Observer
+	keyCacheSize    int           // WithKeyCache; 0 for the default
+	keyCacheTTL     time.Duration // WithKeyCache; 0 for the default
 }
 
 func newOptions(opts []Option) (*options, error) {

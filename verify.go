@@ -18,8 +18,9 @@ import (
 
 // ErrVerification matches, with errors.Is, every error that means a message
 // is not authentic or not fresh: ErrMissingHeaders, ErrInvalidHeaders,
-// ErrNoMatchingSignature, ErrMessageTooOld and ErrMessageTooNew. The Handler
-// answers all of them with 401.
+// ErrNoMatchingSignature, ErrMessageTooOld and ErrMessageTooNew, and
+// ErrUnknownAccount (no keys to check it with). The Handler answers all of
+// them with 401.
 var ErrVerification = errors.New("nectarhooks: verification failed")
 
 // The reasons Verify refuses a message. Each matches itself and
