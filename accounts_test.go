@@ -56,7 +56,7 @@ func (s *acSource) set(account string, keys ...string) {
 // acClock is a clock tests move.
 type acClock struct{ now atomic.Int64 }
 
-func (c *acClock) read() time.Time        { return time.Unix(0, c.now.Load()) }
+func (c *acClock) read() time.Time         { return time.Unix(0, c.now.Load()) }
 func (c *acClock) advance(d time.Duration) { c.now.Add(int64(d)) }
 
 // acFixture is an account Handler behind "POST /webhooks/{account}".
