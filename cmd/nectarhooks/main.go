@@ -92,7 +92,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), samplesCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), signCommand(), verifyCommand(), keygenCommand(), samplesCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
