@@ -71,7 +71,8 @@ func WithKeyCache(size int, ttl time.Duration) Option {
 // Handler answers as NewHandler's does. With WithIdempotency, a message
 // is remembered per account, since Svix delivers one message with one id
 // to every endpoint subscribed to it. WithSecrets is refused: every key
-// comes from lookup. The Handler has no Verifier (Verifier returns nil),
+// comes from lookup; so is WithQueue, whose Queues keep messages by id
+// alone (WithAsync works). The Handler has no Verifier (Verifier returns nil),
 // and its Dispatch, which has no request to take the account from, fails
 // with ErrUnknownAccount.
 func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opts ...Option) (*Handler, error) {
@@ -84,6 +85,12 @@ func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opt
 	}
 	if len(o.secrets) > 0 {
 		return nil, fmt.Errorf("%w: WithSecrets with NewAccountHandler: the KeyLookup gives every account's keys", errInvalidOption)
+	}
+	if o.queue != nil {
+		// riverqueue's jobs keep neither the account nor a unique key
+		// with it: one message id sent to two accounts would be queued
+		// once. Refused until a Queue can say it keeps both.
+		return nil, fmt.Errorf("%w: WithQueue with NewAccountHandler: a Queue would have to keep Message.Account and tell messages apart by account and id; use WithAsync, or a Handler per account", errInvalidOption)
 	}
 	h, err := newHandler(nil, o)
 	if err != nil {

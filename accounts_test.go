@@ -359,6 +359,11 @@ func TestAccountHandlerObserver(t *testing.T) {
 	assert.Equal(t, []string{"a"}, accounts)
 }
 
+// acQueue is a Queue that takes everything and keeps nothing.
+type acQueue struct{}
+
+func (acQueue) Enqueue(context.Context, Message) error { return nil }
+
 type acObserver func(Delivery)
 
 func (o acObserver) Start(ctx context.Context, _ Delivery) context.Context { return ctx }
@@ -378,6 +383,7 @@ func TestAccountHandlerRefusals(t *testing.T) {
 		{"WithSecrets", byHeader, lookup, []Option{WithSecrets(vtSecret)}},
 		{"cache of size 0", byHeader, lookup, []Option{WithKeyCache(0, time.Minute)}},
 		{"cache of TTL 0", byHeader, lookup, []Option{WithKeyCache(10, 0)}},
+		{"WithQueue", byHeader, lookup, []Option{WithQueue(acQueue{})}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := NewAccountHandler(c.account, c.lookup, c.opts...)
