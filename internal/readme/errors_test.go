@@ -43,6 +43,9 @@ var documentedErrors = map[string]error{
 	"*CallbackError":         &nectarhooks.CallbackError{Err: os.ErrInvalid},
 	"ErrInvalidSecret":       nectarhooks.ErrInvalidSecret,
 	"ErrAlreadyQueued":       nectarhooks.ErrAlreadyQueued,
+	"ErrUnknownAccount":      nectarhooks.ErrUnknownAccount,
+	"ErrKeyLookup":           nectarhooks.ErrKeyLookup,
+	"ErrPrivateKey":          nectarhooks.ErrPrivateKey,
 }
 
 // errorRow is one row of a table of errors: the names in its first column

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -52,4 +53,36 @@ func TestAccountRoute(t *testing.T) {
 		mux.ServeHTTP(rec, signer.Request("/webhooks/nectar/"+account, payload))
 		assert.Equal(t, want, rec.Code, account)
 	}
+}
+
+// docs/keys.md "ed25519 (v1a) signatures".
+func publicKeyHandler() (*nectarhooks.Handler, error) {
+	h, err := nectarhooks.NewHandler(os.Getenv("NECTAR_WEBHOOK_PUBLIC_KEY")) // whpk_...
+
+	return h, err
+}
+
+// docs/keys.md "Moving an endpoint from HMAC to ed25519".
+func hmacToEd25519(publicKey, oldSecret string) (*nectarhooks.Handler, error) {
+	h, err := nectarhooks.NewHandler(publicKey, nectarhooks.WithSecrets(oldSecret))
+
+	return h, err
+}
+
+func TestHMACToEd25519(t *testing.T) {
+	signingKey, publicKey := nectarhookstest.NewKeyPair()
+	oldSecret := nectarhookstest.NewSecret()
+	h, err := hmacToEd25519(publicKey, oldSecret)
+	require.NoError(t, err)
+	payload := nectarhookstest.Sample(nectarhooks.EventDocumentCreated)
+	for _, key := range []string{signingKey, oldSecret} {
+		signer, err := nectarhookstest.NewSigner(key)
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, signer.Request("/", payload))
+		assert.Equal(t, 200, rec.Code)
+	}
+	t.Setenv("NECTAR_WEBHOOK_PUBLIC_KEY", publicKey)
+	_, err = publicKeyHandler()
+	require.NoError(t, err)
 }
