@@ -28,7 +28,10 @@
 // Services that route requests themselves can use [Verifier.Middleware],
 // which only verifies; [Verifier.Verify] and [Parse] are the two steps on
 // their own, and [Handler.Dispatch] with [StatusCode] serves deliveries that
-// do not arrive through net/http (AWS Lambda).
+// do not arrive through net/http (AWS Lambda). One route can receive for
+// many endpoints, each checked against its own keys: [NewAccountHandler].
+// An endpoint that signs with ed25519 gives the receiver a "whpk_" public
+// key, which NewHandler takes in place of the "whsec_" secret.
 //
 // The repository's README is a guide from installation to production, and
 // its docs/ folder the manual; this documentation is the reference.
