@@ -66,7 +66,10 @@ func TestKeyPair(t *testing.T) {
 	_, err = nectarhooks.NewHandler(sk)
 	require.ErrorIs(t, err, nectarhooks.ErrPrivateKey)
 
-	for _, bad := range []string{"whsk_", "whsk_%%%", "whsk_" + strings.Repeat("A", 40)} {
+	// A 64-byte key whose second half is not the public key of its first.
+	other, _ := nectarhookstest.NewKeyPair()
+	damaged := sk[:len("whsk_")+43] + other[len("whsk_")+43:]
+	for _, bad := range []string{"whsk_", "whsk_%%%", "whsk_" + strings.Repeat("A", 40), damaged} {
 		_, err := nectarhookstest.NewSigner(bad)
 		require.ErrorIs(t, err, nectarhooks.ErrInvalidSecret, bad)
 	}

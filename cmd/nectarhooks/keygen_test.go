@@ -94,3 +94,27 @@ func TestSignWithKeys(t *testing.T) {
 		assert.Contains(t, res.stderr, "a whpk_ public key cannot sign")
 	}
 }
+
+// TestLoadEd25519 runs load with a whsk_ key against a receiver of its
+// whpk_ key: every message is acknowledged, and the tampered ones are
+// refused.
+func TestLoadEd25519(t *testing.T) {
+	sk, pk := keygenPair(t)
+	rcv := newReceiver(t, pk)
+	code, r, res := loadRun(t, sk, "-url", rcv.url, "-n", "20", "-tamper", "0.25")
+	require.Equal(t, exitOK, code, res.stderr)
+	requireConsistent(t, r)
+	reqs, events := rcv.seen()
+	require.NotEmpty(t, reqs)
+	assert.Len(t, events, 20, "each message's callback ran once")
+	v1a := 0
+	for _, q := range reqs {
+		if strings.HasPrefix(q.header.Get("Svix-Signature"), "v1a,") {
+			v1a++
+		}
+	}
+	// The genuine deliveries, and the forgeries whose body changed after
+	// signing; the other forgeries are signed with a whsec_ key of load's.
+	assert.GreaterOrEqual(t, v1a, 20)
+	assert.Positive(t, r.Status["401"], "tampered deliveries are refused")
+}
