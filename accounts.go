@@ -43,9 +43,13 @@ const (
 // keeps, and for how long: a key rotated in the lookup's source takes
 // effect within ttl. Unknown accounts are kept too, so that a stream of
 // deliveries to a removed account does not reach the source on each one;
-// lookup failures are not kept. Past size accounts, an arbitrary one is
-// dropped to make room. size and ttl must be positive. Default:
-// DefaultKeyCacheSize (10,000) and DefaultKeyCacheTTL (1 minute).
+// lookup failures are not kept, and an entry whose TTL has passed is not
+// used once its new lookup fails: the delivery is answered 503 rather than
+// checked against keys that may have been revoked. Past size accounts, an
+// arbitrary one is dropped to make room. The TTL runs on the clock of
+// WithClock. It affects Handlers of NewAccountHandler only. size and ttl
+// must be positive. Default: DefaultKeyCacheSize (10,000) and
+// DefaultKeyCacheTTL (1 minute).
 func WithKeyCache(size int, ttl time.Duration) Option {
 	return func(o *options) error {
 		if size <= 0 || ttl <= 0 {
