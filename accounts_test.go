@@ -405,3 +405,28 @@ func TestAccountHandlerRefusals(t *testing.T) {
 		assert.Equal(t, 401, rec.Code, "account %q", account)
 	}
 }
+
+// TestAccountHandlerExpiredAndLookupFails checks that keys past their TTL
+// are not used when the new lookup fails: 503, and 200 again once the
+// source answers.
+func TestAccountHandlerExpiredAndLookupFails(t *testing.T) {
+	f := newACFixture(t, WithKeyCache(100, time.Minute))
+	secret := vtSecretOf(vtKey(91, 24))
+	f.src.set("a", secret)
+	require.Equal(t, 200, f.send(t, "a", "msg_1", acHMAC(t, secret)))
+	f.got(t)
+	f.src.mu.Lock()
+	f.src.err = errors.New("database down")
+	f.src.mu.Unlock()
+	require.Equal(t, 200, f.send(t, "a", "msg_2", acHMAC(t, secret)), "within the TTL the source is not asked")
+	f.got(t)
+	f.clock.advance(time.Minute)
+	require.Equal(t, 503, f.send(t, "a", "msg_3", acHMAC(t, secret)))
+	require.ErrorIs(t, f.handled(t), ErrKeyLookup)
+	f.src.mu.Lock()
+	f.src.err = nil
+	f.src.mu.Unlock()
+	require.Equal(t, 200, f.send(t, "a", "msg_4", acHMAC(t, secret)))
+	f.got(t)
+	assert.Equal(t, int64(3), f.src.calls.Load())
+}
