@@ -75,8 +75,8 @@ func (e *PanicError) Unwrap() error {
 // ErrAlreadyQueued (a Queue's redelivery, acknowledged), 405, 413,
 // 401 for verification errors, 400 for invalid payloads and message ids,
 // 409 for a message still being processed by an earlier delivery, 503 for a
-// full queue, a callback timeout, too many callbacks overrunning theirs or
-// an unavailable idempotency store, and 500 for other callback failures. It lets code that does not use net/http, such as an
+// full queue, a callback timeout, too many callbacks overrunning theirs,
+// an unavailable idempotency store or a failed key lookup, and 500 for other callback failures. It lets code that does not use net/http, such as an
 // AWS Lambda function, answer as the Handler would.
 func StatusCode(err error) int {
 	switch {
@@ -95,7 +95,8 @@ func StatusCode(err error) int {
 	case errors.Is(err, ErrInFlight):
 		return http.StatusConflict
 	case errors.Is(err, ErrQueueFull), errors.Is(err, ErrCallbackTimeout),
-		errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrOverrunning):
+		errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrOverrunning),
+		errors.Is(err, ErrKeyLookup):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -114,6 +115,9 @@ type Message struct {
 	// EventType is the payload's event type, as Parse resolves it; empty
 	// when it could not be told.
 	EventType EventType
+	// Account is the account the delivery was verified for, by a Handler
+	// of NewAccountHandler; empty otherwise.
+	Account string
 	// Payload is the request body exactly as received and verified. Treat
 	// it as read-only.
 	Payload []byte
@@ -197,7 +201,8 @@ func (c *msgContext) String() string {
 // not verified are bounded; see WithLogger), with an error that StatusCode
 // maps to its status.
 type Handler struct {
-	verifier *Verifier
+	verifier *Verifier    // nil for NewAccountHandler
+	accounts *accountKeys // NewAccountHandler's, or nil
 	opts     *options
 	async    *asyncQueue // nil unless WithAsync
 
@@ -219,17 +224,22 @@ func NewHandler(secret string, opts ...Option) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{verifier: v, opts: v.opts}
-	if v.opts.async != nil && v.opts.queue != nil {
+	return newHandler(v, v.opts)
+}
+
+func newHandler(v *Verifier, o *options) (*Handler, error) {
+	h := &Handler{verifier: v, opts: o}
+	if o.async != nil && o.queue != nil {
 		return nil, fmt.Errorf("%w: WithAsync and WithQueue cannot be combined", errInvalidOption)
 	}
-	if v.opts.async != nil {
-		h.async = newAsyncQueue(h, *v.opts.async)
+	if o.async != nil {
+		h.async = newAsyncQueue(h, *o.async)
 	}
 	return h, nil
 }
 
-// Verifier returns the Verifier the Handler checks signatures with.
+// Verifier returns the Verifier the Handler checks signatures with; nil
+// for a Handler of NewAccountHandler, which has one per account.
 func (h *Handler) Verifier() *Verifier { return h.verifier }
 
 // OnConnectionCreated sets the callback for connection.created.v2 events,
@@ -289,7 +299,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ob.end(StatusCode(err), err)
 		return
 	}
-	ctx, ev, err := h.open(ob.ctx, body, r.Header, &ob)
+	ctx, ev, err := h.open(ob.ctx, r, body, r.Header, &ob)
 	if err == nil {
 		queued := h.queued()
 		if queued {
@@ -412,7 +422,7 @@ func acknowledged(err error, msg *Message) (string, bool) {
 // WithAsync it queues the message as ServeHTTP does.
 func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Header) error {
 	ob := h.observe(ctx, Delivery{Stage: StageReceive})
-	mctx, ev, err := h.open(ob.ctx, payload, header, &ob)
+	mctx, ev, err := h.open(ob.ctx, nil, payload, header, &ob)
 	if err != nil {
 		if mctx != nil {
 			err = h.giveUp(mctx, &mctx.msg, err, false)
@@ -463,8 +473,16 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 // is verified it returns a context over parent carrying the Message, also
 // when the payload then fails to decode, so that the error handler can
 // tell which message it was.
-func (h *Handler) open(parent context.Context, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
-	id, ts, err := h.verifier.verify(payload, header)
+func (h *Handler) open(parent context.Context, r *http.Request, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
+	v, account := h.verifier, ""
+	if h.accounts != nil {
+		var err error
+		if v, account, err = h.accounts.verifier(parent, r); err != nil {
+			ob.lap(&ob.d.Verify)
+			return nil, nil, err
+		}
+	}
+	id, ts, err := v.verify(payload, header)
 	ob.lap(&ob.d.Verify)
 	if err == nil {
 		err = CheckMessageID(id)
@@ -472,7 +490,7 @@ func (h *Handler) open(parent context.Context, payload []byte, header http.Heade
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0).UTC(), Payload: payload}}
+	ctx := &msgContext{Context: parent, msg: Message{ID: id, Timestamp: time.Unix(ts, 0).UTC(), Payload: payload, Account: account}}
 	ob.verified(&ctx.msg)
 	ev, err := Parse(payload)
 	ob.lap(&ob.d.Decode)

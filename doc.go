@@ -28,7 +28,10 @@
 // Services that route requests themselves can use [Verifier.Middleware],
 // which only verifies; [Verifier.Verify] and [Parse] are the two steps on
 // their own, and [Handler.Dispatch] with [StatusCode] serves deliveries that
-// do not arrive through net/http (AWS Lambda).
+// do not arrive through net/http (AWS Lambda). One route can receive for
+// many endpoints, each checked against its own keys: [NewAccountHandler].
+// An endpoint that signs with ed25519 gives the receiver a "whpk_" public
+// key, which NewHandler takes in place of the "whsec_" secret.
 //
 // The repository's README is a guide from installation to production, and
 // its docs/ folder the manual; this documentation is the reference.
@@ -107,12 +110,13 @@
 // ([WithErrorHandler]) or, when none is set, to the log ([WithLogger]).
 //
 //	error                              means                                                          status
-//	ErrVerification                    matched by each of the five below                              401
+//	ErrVerification                    matched by each of the six below                               401
 //	ErrMissingHeaders                  no complete set of svix-* (or webhook-*) headers               401
 //	ErrInvalidHeaders                  timestamp not an integer, or no version,signature entry        401
-//	ErrNoMatchingSignature             no v1 signature matches an accepted secret                     401
+//	ErrNoMatchingSignature             no v1 signature matches a secret, nor v1a a public key         401
 //	ErrMessageTooOld                   timestamp older than the tolerance (5 minutes)                 401
 //	ErrMessageTooNew                   timestamp further ahead than the tolerance                     401
+//	ErrUnknownAccount                  NewAccountHandler: the account is unknown, or none is named    401
 //	ErrInvalidMessageID                svix-id not 1-256 bytes of printable ASCII without spaces      400
 //	ErrInvalidPayload, *PayloadError   malformed JSON, not an object, or a field of the wrong type    400
 //	ErrReadBody                        body unreadable or shorter than Content-Length                 400
@@ -124,6 +128,7 @@
 //	ErrQueueFull                       the queue of WithAsync or WithQueue is full                    503
 //	ErrShuttingDown                    arrived after Handler.Shutdown began                           503
 //	ErrStoreUnavailable                the store's Claim failed or was silent for WithStoreTimeout    503
+//	ErrKeyLookup                       NewAccountHandler: the KeyLookup failed or gave a bad key      503
 //	*CallbackError                     the callback returned an error, panicked (*PanicError) or
 //	                                   called runtime.Goexit                                          500
 //	ErrInvalidSecret                   NewHandler or NewVerifier got an unusable secret; never
@@ -134,6 +139,7 @@
 //	                                   abort-message (or failed after a WithAsync answer)             500
 //	ErrDeadLetterStore                 the dead letter could not be recorded: not aborted, so
 //	                                   Svix retries                                                   500
+//	ErrPrivateKey                      a whsk_ private key given to a receiver (ErrInvalidSecret too) 500
 //	ErrAlreadyQueued                   not a failure: the Queue holds the message already; answered
 //	                                   as the first delivery was, counted as a duplicate              202
 //

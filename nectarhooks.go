@@ -53,6 +53,8 @@ type options struct {
 	refusals        refusalLog // bounds the warnings of unverified refusals
 	observer        Observer
 	deadLetters     DeadLetterStore
+	keyCacheSize    int           // WithKeyCache; 0 for the default
+	keyCacheTTL     time.Duration // WithKeyCache; 0 for the default
 }
 
 func newOptions(opts []Option) (*options, error) {

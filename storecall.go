@@ -89,7 +89,7 @@ func (h *Handler) callStore(ctx context.Context, op storeOp, msg *Message, token
 		ctx = context.WithoutCancel(ctx)
 	}
 	if m, ok := store.(*MemoryStore); ok {
-		claim, token, err := callOp(ctx, m, op, msg.ID, token, h.lease())
+		claim, token, err := callOp(ctx, m, op, msg.storeKey(), token, h.lease())
 		h.logSettleFailure(ctx, op, msg, err)
 		return claim, token, err
 	}
@@ -143,7 +143,7 @@ func (c *storeCall) invoke() (claim Claim, token string, err error) {
 	h := c.h
 	ctx, cancel := context.WithTimeout(c.parent, h.opts.storeTimeout)
 	defer cancel()
-	return callOp(ctx, h.opts.idempotency, c.op, c.msg.ID, c.token, h.lease())
+	return callOp(ctx, h.opts.idempotency, c.op, c.msg.storeKey(), c.token, h.lease())
 }
 
 // finishAbandoned cleans up after a call its delivery stopped waiting for.
@@ -161,7 +161,7 @@ func (c *storeCall) finishAbandoned() {
 		// flight for the whole lease. Fenced by its token, the release
 		// cannot free a newer claim.
 		rctx, cancel := context.WithTimeout(ctx, h.opts.storeTimeout)
-		err := h.opts.idempotency.Release(rctx, msg.ID, c.token)
+		err := h.opts.idempotency.Release(rctx, msg.storeKey(), c.token)
 		cancel()
 		h.logSettleFailure(ctx, opRelease, msg, err)
 	case c.op != opClaim && c.err != nil:

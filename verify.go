@@ -1,6 +1,7 @@
 package nectarhooks
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,13 +13,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // ErrVerification matches, with errors.Is, every error that means a message
 // is not authentic or not fresh: ErrMissingHeaders, ErrInvalidHeaders,
-// ErrNoMatchingSignature, ErrMessageTooOld and ErrMessageTooNew. The Handler
-// answers all of them with 401.
+// ErrNoMatchingSignature, ErrMessageTooOld and ErrMessageTooNew, and
+// ErrUnknownAccount (no keys to check it with). The Handler answers all of
+// them with 401.
 var ErrVerification = errors.New("nectarhooks: verification failed")
 
 // The reasons Verify refuses a message. Each matches itself and
@@ -30,7 +33,8 @@ var (
 	// ErrInvalidHeaders: the timestamp is not a whole number of seconds,
 	// or the signature header holds no "version,signature" entry.
 	ErrInvalidHeaders error = &verificationError{"malformed signature headers"}
-	// ErrNoMatchingSignature: no v1 signature matches any accepted secret.
+	// ErrNoMatchingSignature: no v1 signature matches any accepted secret,
+	// and no v1a signature any accepted public key.
 	ErrNoMatchingSignature error = &verificationError{"no matching signature"}
 	// ErrMessageTooOld: the timestamp is further in the past than the
 	// tolerance allows; a replay, or a clock far behind.
@@ -77,14 +81,38 @@ const MinKeyBytes = 16
 //   - secrets that decode to fewer than MinKeyBytes bytes are refused;
 //   - the tolerance and the clock can be set (WithTolerance, WithClock).
 type Verifier struct {
-	keys []macKey
+	keys []macKey            // whsec_ secrets, for v1 entries
+	pubs []ed25519.PublicKey // whpk_ public keys, for v1a entries
 	opts *options
 }
 
 // macKey is one accepted key, with a pool of HMAC states for it: creating
 // an HMAC costs allocations and two SHA-256 blocks, resetting one neither.
+// One state is kept aside from the pool, which the garbage collector
+// empties: a key used now and then (one account's among a thousand, see
+// NewAccountHandler) still finds one. The spare is written only when the
+// pool has none, so a busy key's goroutines do not contend for it.
 type macKey struct {
-	pool *sync.Pool // of *macState
+	key   []byte
+	spare *atomic.Pointer[macState]
+	pool  *sync.Pool // of *macState
+}
+
+func (k macKey) get() *macState {
+	if st, ok := k.pool.Get().(*macState); ok {
+		return st
+	}
+	if st := k.spare.Swap(nil); st != nil {
+		return st
+	}
+	return &macState{mac: hmac.New(sha256.New, k.key), prefix: make([]byte, 0, 64)}
+}
+
+func (k macKey) put(st *macState) {
+	if k.spare.Load() == nil && k.spare.CompareAndSwap(nil, st) {
+		return
+	}
+	k.pool.Put(st)
 }
 
 type macState struct {
@@ -95,10 +123,7 @@ type macState struct {
 }
 
 func newMACKey(key []byte) macKey {
-	key = append([]byte(nil), key...)
-	return macKey{pool: &sync.Pool{New: func() any {
-		return &macState{mac: hmac.New(sha256.New, key), prefix: make([]byte, 0, 64)}
-	}}}
+	return macKey{key: append([]byte(nil), key...), spare: new(atomic.Pointer[macState]), pool: new(sync.Pool)}
 }
 
 // NewVerifier returns a Verifier for an endpoint's signing secret, as the
@@ -107,16 +132,26 @@ func newMACKey(key []byte) macKey {
 // from a file or environment variable) is ignored. It fails with an error
 // matching ErrInvalidSecret when a secret is empty, not base64, or shorter
 // than MinKeyBytes. Options that only concern a Handler are ignored.
+//
+// For an endpoint that signs with ed25519 (Standard Webhooks' asymmetric
+// scheme, "v1a" signatures), pass its public key instead: "whpk_" followed
+// by the base64 of the 32 bytes. Secrets and public keys can be mixed, in
+// secret and WithSecrets, while an endpoint moves from one scheme to the
+// other. A "whsk_" private key is refused with ErrPrivateKey: it belongs
+// to the sender alone.
 func NewVerifier(secret string, opts ...Option) (*Verifier, error) {
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	key, err := DecodeSecret(secret)
-	if err != nil {
+	v := &Verifier{opts: o}
+	if err := v.addKey(secret); err != nil {
 		return nil, err
 	}
-	return newVerifier(key, o)
+	if err := v.addSecrets(); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // NewVerifierRaw is NewVerifier for a key that is already decoded: the raw
@@ -134,14 +169,20 @@ func NewVerifierRaw(key []byte, opts ...Option) (*Verifier, error) {
 
 func newVerifier(key []byte, o *options) (*Verifier, error) {
 	v := &Verifier{opts: o, keys: []macKey{newMACKey(key)}}
-	for i, s := range o.secrets {
-		k, err := DecodeSecret(s)
-		if err != nil {
-			return nil, fmt.Errorf("WithSecrets, secret %d: %w", i+1, err)
-		}
-		v.keys = append(v.keys, newMACKey(k))
+	if err := v.addSecrets(); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// addSecrets adds the keys of WithSecrets.
+func (v *Verifier) addSecrets() error {
+	for i, s := range v.opts.secrets {
+		if err := v.addKey(s); err != nil {
+			return fmt.Errorf("WithSecrets, secret %d: %w", i+1, err)
+		}
+	}
+	return nil
 }
 
 // DecodeSecret returns the key of a "whsec_..." signing secret, applying
@@ -181,8 +222,12 @@ func checkKey(key []byte) error {
 // any of those is missing, webhook-id, webhook-timestamp and
 // webhook-signature. The signature header is a space-separated list of
 // "version,base64" entries: the message is authentic if any "v1" entry is
-// the HMAC-SHA256 of "id.timestamp.payload" under any accepted key, compared
-// in constant time. Entries of other versions are skipped.
+// the HMAC-SHA256 of "id.timestamp.payload" under any accepted secret,
+// compared in constant time, or any "v1a" entry its ed25519 signature
+// under any accepted public key. A v1 entry is never checked against a
+// public key, nor a v1a entry against a secret. Entries of other versions
+// are skipped, and so are v1a entries past the first four well-formed
+// ones, each of which costs an ed25519 verification per public key.
 //
 // Verify the bytes as they arrived: a body decoded and encoded again,
 // even with the same content, no longer matches its signature.
@@ -241,18 +286,18 @@ func (v *Verifier) checkTimestamp(ts int64) error {
 }
 
 // match reports whether any v1 entry of sigs is the signature of the
-// message under any key.
+// message under any secret, or any v1a entry under any public key.
 func (v *Verifier) match(id string, ts int64, payload []byte, sigs string) bool {
 	for i := range v.keys {
-		st := v.keys[i].pool.Get().(*macState)
+		st := v.keys[i].get()
 		st.sign(id, ts, payload)
 		matched := st.matchIn(sigs)
-		v.keys[i].pool.Put(st)
+		v.keys[i].put(st)
 		if matched {
 			return true
 		}
 	}
-	return false
+	return len(v.pubs) > 0 && v.matchAsymmetric(id, ts, payload, sigs)
 }
 
 // matchIn reports whether sigs, a space-separated list of entries, holds
@@ -362,10 +407,14 @@ func hasEntry(sigs string) bool { return strings.IndexByte(sigs, ',') >= 0 }
 // Sign returns the svix-signature header value Svix would send for the
 // message: "v1," and the base64 HMAC-SHA256 of "id.timestamp.payload" under
 // the Verifier's first secret. It is meant for tests and demos; a receiver
-// never needs it.
+// never needs it. A Verifier of public keys alone cannot sign: Sign
+// returns "" (nectarhookstest.NewSigner signs with a whsk_ key).
 func (v *Verifier) Sign(id string, timestamp time.Time, payload []byte) string {
-	st := v.keys[0].pool.Get().(*macState)
-	defer v.keys[0].pool.Put(st)
+	if len(v.keys) == 0 {
+		return ""
+	}
+	st := v.keys[0].get()
+	defer v.keys[0].put(st)
 	st.sign(id, timestamp.Unix(), payload)
 	return "v1," + string(st.want[:])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net/http/httptest"
 	"strings"
 	"time"
@@ -99,4 +100,26 @@ func ExampleNewSecret() {
 	fmt.Println(strings.HasPrefix(secret, "whsec_"), len(key), err)
 	// Output:
 	// true 24 <nil>
+}
+
+// A receiver of ed25519 (v1a) signatures holds only the public key: a
+// test signs with the private one.
+func ExampleNewKeyPair() {
+	signingKey, publicKey := nectarhookstest.NewKeyPair()
+	h, err := nectarhooks.NewHandler(publicKey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	signer, err := nectarhookstest.NewSigner(signingKey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signer.Request("/webhooks/nectar", nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+	fmt.Println(rec.Code)
+	_, err = nectarhooks.NewHandler(signingKey)
+	fmt.Println(errors.Is(err, nectarhooks.ErrPrivateKey))
+	// Output:
+	// 200
+	// true
 }

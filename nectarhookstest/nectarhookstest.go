@@ -12,29 +12,45 @@ package nectarhookstest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/internal/edkey"
 )
 
 // Signer signs payloads with one signing secret as Svix signs its
 // deliveries. It is safe for concurrent use.
 type Signer struct {
-	v *nectarhooks.Verifier
+	v  *nectarhooks.Verifier // for a whsec_ secret
+	ed ed25519.PrivateKey    // for a whsk_ key
 	// Now is the clock for the timestamps of Header and Request.
 	// Default: time.Now.
 	Now func() time.Time
 }
 
-// NewSigner returns a Signer for secret ("whsec_" and base64, as for
-// nectarhooks.NewVerifier).
+// NewSigner returns a Signer for secret: "whsec_" and base64, as for
+// nectarhooks.NewVerifier, to sign v1 (HMAC-SHA256) signatures; or a
+// "whsk_" private key (base64 of the 64-byte ed25519 private key, or of
+// its 32-byte seed; NewKeyPair makes one) to sign v1a (ed25519) ones, which
+// a receiver checks with the pair's "whpk_" public key. Errors match
+// nectarhooks.ErrInvalidSecret.
 func NewSigner(secret string) (*Signer, error) {
+	if strings.HasPrefix(strings.TrimSpace(secret), edkey.SigningPrefix) {
+		key, err := edkey.Signing(secret)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", nectarhooks.ErrInvalidSecret, err)
+		}
+		return &Signer{ed: key, Now: time.Now}, nil
+	}
 	v, err := nectarhooks.NewVerifier(secret)
 	if err != nil {
 		return nil, err
@@ -43,8 +59,12 @@ func NewSigner(secret string) (*Signer, error) {
 }
 
 // Sign returns the svix-signature header value for the message:
-// "v1," and the base64 HMAC-SHA256 of "id.timestamp.payload".
+// "v1," and the base64 HMAC-SHA256 of "id.timestamp.payload", or, for a
+// whsk_ key, "v1a," and the base64 of its ed25519 signature.
 func (s *Signer) Sign(id string, timestamp time.Time, payload []byte) string {
+	if s.ed != nil {
+		return edkey.Sign(s.ed, id, timestamp.Unix(), payload)
+	}
 	return s.v.Sign(id, timestamp, payload)
 }
 
@@ -134,6 +154,19 @@ func NewSecret() string {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+}
+
+// NewKeyPair returns a new random ed25519 key pair in the text form of
+// Standard Webhooks' asymmetric scheme: signingKey is "whsk_" and the
+// base64 of the 64-byte private key, for NewSigner (the sender's);
+// publicKey is "whpk_" and the base64 of the 32-byte public key, for
+// nectarhooks.NewHandler (the receiver's).
+func NewKeyPair() (signingKey, publicKey string) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return edkey.FormatSigning(key), edkey.FormatPublic(pub)
 }
 
 // FixedClock returns a clock that always reads t, for WithClock and

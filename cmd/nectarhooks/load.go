@@ -162,7 +162,7 @@ sent until then).
 		flags: func(fs *flag.FlagSet) any {
 			f := &loadFlags{}
 			fs.Var(&f.urls, "url", "POST to `URL`, an http:// or https:// endpoint (required); repeat it to spread the deliveries over replicas")
-			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret, or a whsk_ ed25519 signing key (v1a); default $"+secretEnv)
 			fs.IntVar(&f.messages, "n", 0, fmt.Sprintf("send `N` messages (default %d unless -duration is set)", defaultLoadMessages))
 			fs.DurationVar(&f.duration, "duration", 0, "start new messages for `D` instead of a number of them")
 			fs.IntVar(&f.conc, "c", 8, "make up to `N` deliveries at a time")

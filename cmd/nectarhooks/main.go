@@ -103,7 +103,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 func commands() []*command {
-	return []*command{sendCommand(), loadCommand(), listenCommand(), signCommand(), verifyCommand(), samplesCommand(), deadCommand(), versionCommand()}
+	return []*command{sendCommand(), loadCommand(), listenCommand(), signCommand(), verifyCommand(), keygenCommand(), samplesCommand(), deadCommand(), versionCommand()}
 }
 
 func lookup(name string) *command {
@@ -309,6 +309,7 @@ Usage:
                                                        terminal and a live web page; forward, replay
   nectarhooks sign    [flags] EVENT|FILE               print the headers and a curl command
   nectarhooks verify  -headers FILE -body FILE [flags] check a captured delivery
+  nectarhooks keygen  [-public-of whsk_...]            make an ed25519 key pair (v1a signatures)
   nectarhooks samples [EVENT]                          list or print the bundled samples
   nectarhooks dead    list|show|replay -db DSN [flags] the service's dead letters; replay them
   nectarhooks help    [COMMAND]                        this text, or one command's
@@ -320,7 +321,8 @@ and load also take "all" for the five. FILE is a JSON payload, used byte for byt
 A file named like an event type needs a path: ./connection.updated.v2.
 
 The signing secret is the endpoint's "whsec_..." secret from the Svix
-portal. Commands read it from -secret or, when that is absent, from the
+portal, or for ed25519 (v1a) signatures a "whsk_..." private key to sign
+with and its "whpk_..." public key to check with. Commands read it from -secret or, when that is absent, from the
 NECTAR_WEBHOOK_SECRET environment variable, which keeps it out of shell
 history and process listings.
 

@@ -258,6 +258,17 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestUsageListsEveryCommand keeps the usage text in step with the
+// commands main runs: a command added to commands() but not to usageText
+// would be invisible in "nectarhooks help".
+func TestUsageListsEveryCommand(t *testing.T) {
+	for _, c := range commands() {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Contains(t, usageText, "  nectarhooks "+c.name+" ", "usageText lists %q", c.name)
+		})
+	}
+}
+
 func TestHelp(t *testing.T) {
 	tests := []struct {
 		name string

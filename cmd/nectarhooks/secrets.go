@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/internal/edkey"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
@@ -14,7 +16,7 @@ import (
 const secretEnv = "NECTAR_WEBHOOK_SECRET"
 
 // errNoSecret is the complaint when neither source has a secret.
-var errNoSecret = errors.New("no signing secret: pass -secret whsec_... or set " + secretEnv)
+var errNoSecret = errors.New("no signing secret: pass -secret whsec_... (or an ed25519 whsk_/whpk_ key) or set " + secretEnv)
 
 // signingSecret returns the signing secret from -secret or, when that is
 // empty, from the environment, once it decodes as the library decodes
@@ -27,6 +29,19 @@ func (e *env) signingSecret(flagValue string) (string, error) {
 	}
 	if s == "" {
 		return "", errNoSecret
+	}
+	// The two halves of an ed25519 key pair (Standard Webhooks' v1a).
+	switch {
+	case strings.HasPrefix(s, edkey.SigningPrefix):
+		if _, err := edkey.Signing(s); err != nil {
+			return "", fmt.Errorf("the whsk_ signing key is not usable: %v", err)
+		}
+		return s, nil
+	case strings.HasPrefix(s, edkey.PublicPrefix):
+		if _, err := edkey.Public(s); err != nil {
+			return "", fmt.Errorf("the whpk_ public key is not usable: %v", err)
+		}
+		return s, nil
 	}
 	if _, err := nectarhooks.DecodeSecret(s); err != nil {
 		if hint := secretHint(s); hint != "" {
@@ -76,5 +91,30 @@ func (e *env) signer(flagValue string) (*nectarhookstest.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(secret, edkey.PublicPrefix) {
+		return nil, errors.New("a whpk_ public key cannot sign: pass the whsk_ signing key of the pair ('nectarhooks keygen' makes one)")
+	}
 	return nectarhookstest.NewSigner(secret)
+}
+
+// verifyingKey is the key verify checks with: secret itself, or the
+// public half of a whsk_ signing key, which a receiver would hold.
+func verifyingKey(secret string) string {
+	if !strings.HasPrefix(secret, edkey.SigningPrefix) {
+		return secret
+	}
+	k, err := edkey.Signing(secret)
+	if err != nil {
+		return secret // signingSecret checked it already
+	}
+	return edkey.FormatPublic(k.Public().(ed25519.PublicKey))
+}
+
+// signatureVersion is the version of the signatures key checks: v1a for
+// an ed25519 key, v1 for a whsec_ secret.
+func signatureVersion(key string) string {
+	if strings.HasPrefix(key, edkey.PublicPrefix) {
+		return "v1a"
+	}
+	return "v1"
 }

@@ -82,7 +82,7 @@ Exit status 1 if any delivery got an answer other than 2xx, or none.
 		flags: func(fs *flag.FlagSet) any {
 			f := &sendFlags{}
 			fs.StringVar(&f.url, "url", "", "POST to `URL`, an http:// or https:// endpoint (required)")
-			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret, or a whsk_ ed25519 signing key (v1a); default $"+secretEnv)
 			fs.StringVar(&f.id, "id", "", "send as message `msg_...` (the svix-id) instead of a new random one; one payload only")
 			fs.IntVar(&f.repeat, "repeat", 1, "send each payload `N` times, with the same svix-id")
 			fs.BoolVar(&f.stale, "stale", false, "date the timestamp 10 minutes back, past the usual 5 minute tolerance")

@@ -41,7 +41,7 @@ from the shell variable $URL.
 `,
 		flags: func(fs *flag.FlagSet) any {
 			f := &signFlags{}
-			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret, or a whsk_ ed25519 signing key (v1a); default $"+secretEnv)
 			fs.StringVar(&f.id, "id", "", "use `msg_...` as the message id; default a new random one")
 			fs.Int64Var(&f.timestamp, "timestamp", 0, "sign as of `UNIX` time, in seconds; default now")
 			fs.StringVar(&f.url, "url", "", "the `URL` for the curl command; default \"$URL\"")

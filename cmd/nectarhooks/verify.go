@@ -29,7 +29,7 @@ type verifyFlags struct {
 func verifyCommand() *command {
 	return &command{
 		name:     "verify",
-		synopsis: "verify [-secret whsec_...] -headers FILE -body FILE [-now UNIX] [-tolerance D]",
+		synopsis: "verify [-secret whsec_...|whpk_...] -headers FILE -body FILE [-now UNIX] [-tolerance D]",
 		help: `Check a captured delivery as a receiver would, and when it does not
 verify, say which check failed and the likely cause: missing or malformed
 headers, no signature matching (the wrong secret, or a body that is not
@@ -43,6 +43,10 @@ the request's headers, are read and the rest skipped), or a curl command's
 of header names to strings. The body file must hold the body exactly as
 received: save it from the raw request, not from a pretty-printed view.
 
+For an endpoint that signs with ed25519, pass its whpk_ public key (or the
+whsk_ signing key, whose public half is used): its v1a signatures are
+checked, as a receiver would.
+
 Exit status 0 if the delivery verifies, 1 if not.
 `,
 		examples: `  nectarhooks verify -headers headers.txt -body body.json
@@ -51,7 +55,7 @@ Exit status 0 if the delivery verifies, 1 if not.
 `,
 		flags: func(fs *flag.FlagSet) any {
 			f := &verifyFlags{}
-			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv)
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret, or whpk_ public key; default $"+secretEnv)
 			fs.StringVar(&f.headers, "headers", "", "read the captured request's headers from `FILE` (required)")
 			fs.StringVar(&f.body, "body", "", "read the captured request's body, byte for byte, from `FILE` (required)")
 			fs.Int64Var(&f.now, "now", 0, "check the timestamp against `UNIX` time instead of the clock, as for an old capture")
@@ -76,6 +80,7 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	if err != nil {
 		return e.usageError(c, "%v", err)
 	}
+	secret = verifyingKey(secret)
 	rawHeaders, err := readFileCapped(f.headers, maxFileBytes)
 	if err != nil {
 		return e.usageError(c, "reading the headers: %v", err)
@@ -179,7 +184,7 @@ func explain(err error, v *nectarhooks.Verifier, secret string, h http.Header, h
 			"copy the whole header value.",
 		}
 	case errors.Is(err, nectarhooks.ErrNoMatchingSignature):
-		return explainMismatch(v, h, hs, body)
+		return explainMismatch(v, signatureVersion(secret), h, hs, body)
 	case errors.Is(err, nectarhooks.ErrMessageTooOld), errors.Is(err, nectarhooks.ErrMessageTooNew):
 		ts, _ := strconv.ParseInt(hs.timestamp, 10, 64)
 		sent := time.Unix(ts, 0)
@@ -205,7 +210,7 @@ func explain(err error, v *nectarhooks.Verifier, secret string, h http.Header, h
 			return append(lines, fmt.Sprintf("The signature itself matches: with -now %d the capture verifies.", ts))
 		}
 		lines = append(lines, "The signature does not match either:")
-		for _, l := range explainMismatch(atSend, h, hs, body) {
+		for _, l := range explainMismatch(atSend, signatureVersion(secret), h, hs, body) {
 			lines = append(lines, "  "+l)
 		}
 		return lines
@@ -240,10 +245,10 @@ func explainMissing(h http.Header) []string {
 // explainMismatch accounts for a signature that does not match: no v1
 // entry at all, or one of the two usual causes, and checks the commonest
 // accident, a newline an editor added to or dropped from the saved body.
-func explainMismatch(v *nectarhooks.Verifier, h http.Header, hs signedHeaders, body []byte) []string {
+func explainMismatch(v *nectarhooks.Verifier, want string, h http.Header, hs signedHeaders, body []byte) []string {
 	var v1, other int
 	for _, entry := range strings.Fields(hs.signature) {
-		if version, _, ok := strings.Cut(entry, ","); ok && version == "v1" {
+		if version, _, ok := strings.Cut(entry, ","); ok && version == want {
 			v1++
 		} else {
 			other++
@@ -251,12 +256,12 @@ func explainMismatch(v *nectarhooks.Verifier, h http.Header, hs signedHeaders, b
 	}
 	if v1 == 0 {
 		return []string{
-			fmt.Sprintf("%s-signature has no v1 entry, only %d of other versions, which are not checked.", hs.prefix, other),
+			fmt.Sprintf("%s-signature has no %s entry, only %d of other versions, which are not checked with this key.", hs.prefix, want, other),
 		}
 	}
-	first := fmt.Sprintf("None of the %d v1 signatures in %s-signature is this body's under this secret. Either:", v1, hs.prefix)
+	first := fmt.Sprintf("None of the %d %s signatures in %s-signature is this body's under this secret. Either:", v1, want, hs.prefix)
 	if v1 == 1 {
-		first = fmt.Sprintf("The v1 signature in %s-signature is not this body's under this secret. Either:", hs.prefix)
+		first = fmt.Sprintf("The %s signature in %s-signature is not this body's under this secret. Either:", want, hs.prefix)
 	}
 	lines := []string{
 		first,

@@ -46,6 +46,9 @@ var documentedErrors = map[string]error{
 	"ErrPermanent":           nectarhooks.ErrPermanent,
 	"ErrDeadLettered":        nectarhooks.ErrDeadLettered,
 	"ErrDeadLetterStore":     nectarhooks.ErrDeadLetterStore,
+	"ErrUnknownAccount":      nectarhooks.ErrUnknownAccount,
+	"ErrKeyLookup":           nectarhooks.ErrKeyLookup,
+	"ErrPrivateKey":          nectarhooks.ErrPrivateKey,
 }
 
 // errorRow is one row of a table of errors: the names in its first column
