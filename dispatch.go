@@ -389,6 +389,8 @@ func acknowledged(err error, msg *Message) (string, bool) {
 		return "acknowledged: no callback for " + string(msg.EventType) + "\n", true
 	case errDuplicate:
 		return "acknowledged: message already processed\n", true
+	case errStale:
+		return "acknowledged: stale event\n", true
 	}
 	return "", false
 }
@@ -552,6 +554,10 @@ func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) 
 	}
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, ErrStale) {
+		h.logStale(ctx, msg, err) // order.go
+		return errStale
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("%w after %s: %w", ErrCallbackTimeout, h.opts.callbackTimeout, err)

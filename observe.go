@@ -118,6 +118,10 @@ const (
 	// OutcomeUnavailable: the queue was full, the Handler shutting down or
 	// the idempotency store unavailable (503).
 	OutcomeUnavailable
+	// OutcomeStale: the callback returned ErrStale, from an ordering
+	// guard: a newer version of the event's entity was applied already,
+	// so this one was not; acknowledged (200) and recorded as processed.
+	OutcomeStale
 )
 
 var outcomeNames = [...]string{
@@ -130,11 +134,12 @@ var outcomeNames = [...]string{
 	OutcomeFailed:      "failed",
 	OutcomeTimeout:     "timeout",
 	OutcomeUnavailable: "unavailable",
+	OutcomeStale:       "stale",
 }
 
 // String returns the outcome's name: "processed", "queued", "duplicate",
-// "unhandled", "rejected", "in_flight", "failed", "timeout" or
-// "unavailable".
+// "unhandled", "rejected", "in_flight", "failed", "timeout",
+// "unavailable" or "stale".
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) && outcomeNames[o] != "" {
 		return outcomeNames[o]
@@ -144,7 +149,9 @@ func (o Outcome) String() string {
 
 // Acknowledged reports whether the outcome tells Svix the delivery
 // arrived (2xx), so that it is not retried.
-func (o Outcome) Acknowledged() bool { return o >= OutcomeProcessed && o <= OutcomeUnhandled }
+func (o Outcome) Acknowledged() bool {
+	return o >= OutcomeProcessed && o <= OutcomeUnhandled || o == OutcomeStale
+}
 
 // Delivery is what an Observer is told about one stage of a delivery. At
 // Start only Stage and, for StageProcess, Message, Detached and Queue are
@@ -276,6 +283,8 @@ func outcome(status int, err error) (Outcome, error) {
 		return OutcomeDuplicate, nil
 	case err == errUnhandled:
 		return OutcomeUnhandled, nil
+	case err == errStale:
+		return OutcomeStale, nil
 	}
 	if status == 0 {
 		status = StatusCode(err)
