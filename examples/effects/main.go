@@ -8,11 +8,15 @@
 //	NECTAR_WEBHOOK_SECRET=whsec_... DATABASE_URL=postgres://... \
 //		go run . -mode pgxstore -addr 127.0.0.1:8081 -replica a
 //
-// It runs in one of two modes:
+// It runs in one of three modes:
 //
 //   - pgxstore: the replicas share a pgxstore idempotency table; each
 //     callback completes its message in its transaction
 //     (pgxstore.Store.CompleteTx), fenced by its claim's token.
+//   - separate: as pgxstore, but the writes commit on their own and the
+//     Handler's Complete follows (with -hold between them): the way
+//     without CompleteTx, whose window a kill can fall into, for
+//     comparison.
 //   - river: each delivery is a River job (riverqueue), answered 202; the
 //     workers (in every replica) complete the job in the callback's
 //     transaction (riverqueue.CompleteTx), fenced by the job's attempt.
@@ -86,7 +90,7 @@ func main() {
 	host, _ := os.Hostname()
 	var c config
 	flag.StringVar(&c.addr, "addr", "127.0.0.1:8080", "`address` to listen on")
-	flag.StringVar(&c.mode, "mode", "pgxstore", "pgxstore or river")
+	flag.StringVar(&c.mode, "mode", "pgxstore", "pgxstore, separate or river")
 	flag.StringVar(&c.replica, "replica", host, "this replica's `name`")
 	flag.DurationVar(&c.callbackTimeout, "callback-timeout", nectarhooks.DefaultCallbackTimeout, "the callbacks' `deadline`")
 	flag.IntVar(&c.workers, "workers", 20, "River workers in this replica")
@@ -139,13 +143,16 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 	var client *river.Client[pgx.Tx]
 	var workers *river.Workers
 	switch c.mode {
-	case "pgxstore":
+	case "pgxstore", "separate":
 		store, err := pgxstore.New(ctx, pool)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, nectarhooks.WithIdempotency(store))
 		complete = store.CompleteTx
+		if c.mode == "separate" {
+			complete = nil
+		}
 	case "river":
 		if err := riverqueue.Migrate(ctx, pool); err != nil {
 			return err
@@ -168,7 +175,7 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		opts = append(opts, nectarhooks.WithQueue(riverqueue.New(client)))
 		complete = riverqueue.CompleteTx
 	default:
-		return fmt.Errorf("-mode %q: want pgxstore or river", c.mode)
+		return fmt.Errorf("-mode %q: want pgxstore, separate or river", c.mode)
 	}
 	h, err := nectarhooks.NewHandler(secret, opts...)
 	if err != nil {
@@ -182,6 +189,10 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		if _, err := pool.Exec(ctx, `INSERT INTO attempts (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica); err != nil {
 			return err
 		}
+		if complete == nil {
+			// -mode separate: the Handler's Complete follows the commit.
+			defer time.Sleep(c.hold)
+		}
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			if err := order.ApplyTx(ctx, tx, ev); err != nil {
 				return err // nectarhooks.ErrStale: acknowledged, nothing written
@@ -194,9 +205,10 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 					return err
 				}
 			}
-			if c.hold > 0 {
-				time.Sleep(c.hold)
+			if complete == nil {
+				return nil
 			}
+			time.Sleep(c.hold)
 			return complete(ctx, tx)
 		})
 	}
