@@ -38,7 +38,7 @@ type replica struct {
 
 // newDatabase creates a database of the test's own, dropped when the test
 // ends, and returns its URL.
-func newDatabase(t *testing.T) string {
+func newDatabase(t testing.TB) string {
 	t.Helper()
 	admin := nectarhookstest.PostgresURL(t)
 	ctx := context.Background()
