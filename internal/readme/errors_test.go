@@ -43,6 +43,7 @@ var documentedErrors = map[string]error{
 	"*CallbackError":         &nectarhooks.CallbackError{Err: os.ErrInvalid},
 	"ErrInvalidSecret":       nectarhooks.ErrInvalidSecret,
 	"ErrAlreadyQueued":       nectarhooks.ErrAlreadyQueued,
+	"ErrStale":               nectarhooks.ErrStale,
 }
 
 // errorRow is one row of a table of errors: the names in its first column
