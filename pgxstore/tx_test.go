@@ -141,3 +141,58 @@ func TestCompleteTxNoClaim(t *testing.T) {
 	require.ErrorIs(t, s.CompleteSQLTx(testContext(t), tx), ErrNoClaim)
 
 }
+
+// A redelivery that arrives while the first delivery's transaction has
+// completed the message but not yet committed waits for the row, then
+// finds the message done: its callback does not run, and one effect row
+// is written.
+func TestCompleteTxRedeliveryWaitsForCommit(t *testing.T) {
+	pool := newPool(t, nil)
+	s, err := New(testContext(t), pool, WithTable(testTable(t)))
+	require.NoError(t, err)
+	effects := effectsTable(t, pool)
+	h, err := nectarhooks.NewHandler(nectarhookstest.NewSecret(), nectarhooks.WithIdempotency(s),
+		nectarhooks.WithLogger(discardLogger()), nectarhooks.WithStoreTimeout(time.Minute))
+	require.NoError(t, err)
+
+	completed := make(chan struct{}) // the first transaction ran CompleteTx
+	commit := make(chan struct{})    // it may commit now
+	runs := 0
+	h.OnDocumentCreated(func(ctx context.Context, _ *nectarhooks.DocumentCreated) error {
+		runs++
+		m, _ := nectarhooks.MessageFromContext(ctx)
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+effects+` (message_id) VALUES ($1)`, m.ID); err != nil {
+				return err
+			}
+			if err := s.CompleteTx(ctx, tx); err != nil {
+				return err
+			}
+			close(completed)
+			<-commit
+			return nil
+		})
+	})
+	msg := nectarhooks.Message{ID: nectarhookstest.NewMessageID(), Payload: nectarhookstest.Sample(nectarhooks.EventDocumentCreated)}
+	first := make(chan error, 1)
+	go func() { first <- h.DispatchVerified(context.Background(), msg) }()
+	<-completed
+	second := make(chan error, 1)
+	go func() { second <- h.DispatchVerified(context.Background(), msg) }()
+	// The redelivery's Claim waits for the row the open transaction
+	// holds (without CompleteTx in it, the Claim would find the message
+	// in flight and answer ErrInFlight).
+	var waiting int
+	require.Eventually(t, func() bool {
+		err := pool.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO %'`+
+			` AND query LIKE '%`+s.table.name+`%'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, testTimeout, 10*time.Millisecond, "the redelivery's Claim waits for the first transaction's row")
+	close(commit)
+	require.NoError(t, <-first)
+	require.NoError(t, <-second, "acknowledged as processed")
+	assert.Equal(t, 1, runs, "callback runs")
+	var n int
+	require.NoError(t, pool.QueryRow(testContext(t), `SELECT count(*) FROM `+effects).Scan(&n))
+	assert.Equal(t, 1, n, "effect rows")
+}
