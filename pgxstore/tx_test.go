@@ -2,6 +2,7 @@ package pgxstore
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,6 +158,9 @@ func TestCompleteTxRedeliveryWaitsForCommit(t *testing.T) {
 
 	completed := make(chan struct{}) // the first transaction ran CompleteTx
 	commit := make(chan struct{})    // it may commit now
+	var release sync.Once
+	letCommit := func() { release.Do(func() { close(commit) }) }
+	t.Cleanup(letCommit) // before the pool closes, also when the test fails
 	runs := 0
 	h.OnDocumentCreated(func(ctx context.Context, _ *nectarhooks.DocumentCreated) error {
 		runs++
@@ -188,7 +192,7 @@ func TestCompleteTxRedeliveryWaitsForCommit(t *testing.T) {
 			` AND query LIKE '%`+s.table.name+`%'`).Scan(&waiting)
 		return err == nil && waiting == 1
 	}, testTimeout, 10*time.Millisecond, "the redelivery's Claim waits for the first transaction's row")
-	close(commit)
+	letCommit()
 	require.NoError(t, <-first)
 	require.NoError(t, <-second, "acknowledged as processed")
 	assert.Equal(t, 1, runs, "callback runs")
