@@ -83,7 +83,8 @@ type callRun struct {
 	msg    *Message
 	ev     Event
 	token  string
-	err    error // the callback's outcome, once it has returned
+	claim  *claimRun // the claim shared with the callback (effects.go); nil without one
+	err    error     // the callback's outcome, once it has returned
 
 	state atomic.Int32
 	done  chan struct{} // one value once the callback returns in time
@@ -105,9 +106,10 @@ var callRuns = sync.Pool{New: func() any {
 // context.DeadlineExceeded, leaving the callback to finish and settle on
 // its own goroutine.
 func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, token string, detached bool) error {
-	ctx, cancel := context.WithTimeout(parent, h.opts.callbackTimeout)
+	claimed, claim := withClaim(parent, msg, token)
+	ctx, cancel := context.WithTimeout(claimed, h.opts.callbackTimeout)
 	c := callRuns.Get().(*callRun)
-	c.h, c.parent, c.ctx, c.cancel, c.msg, c.ev, c.token = h, parent, ctx, cancel, msg, ev, token
+	c.h, c.parent, c.ctx, c.cancel, c.msg, c.ev, c.token, c.claim = h, parent, ctx, cancel, msg, ev, token, claim
 	c.state.Store(runRunning)
 	go c.start()
 
@@ -142,7 +144,7 @@ func (h *Handler) runCallback(parent context.Context, msg *Message, ev Event, to
 	err := c.err
 	*c = callRun{done: c.done, start: c.start, timer: c.timer}
 	callRuns.Put(c)
-	h.settle(parent, msg, token, err)
+	h.settleRun(parent, msg, token, claim, err)
 	return err
 }
 
@@ -174,7 +176,7 @@ func (c *callRun) finishAbandoned() {
 	// Nothing above this goroutine would recover a panic of the store,
 	// the logger or the error handler: it would end the process.
 	defer h.opts.recoverOffRequest(ctx, "after a callback overran its deadline")
-	h.settle(ctx, c.msg, c.token, err)
+	h.settleRun(ctx, c.msg, c.token, c.claim, err)
 	switch _, ack := acknowledged(err, c.msg); {
 	case err == nil || ack:
 		h.opts.log().LogAttrs(ctx, slog.LevelWarn, "nectarhooks: callback returned after its delivery was answered 503; Svix delivers it again",

@@ -71,7 +71,8 @@ func (e *PanicError) Unwrap() error {
 }
 
 // StatusCode returns the HTTP status a Handler answers for err, as returned
-// by Handler.Dispatch or passed to the error handler: 200 for nil, 202 for
+// by Handler.Dispatch or passed to the error handler: 200 for nil and for
+// ErrStale (an ordering guard's acknowledgement, see EventVersion), 202 for
 // ErrAlreadyQueued (a Queue's redelivery, acknowledged), 405, 413,
 // 401 for verification errors, 400 for invalid payloads and message ids,
 // 409 for a message still being processed by an earlier delivery, 503 for a
@@ -80,7 +81,7 @@ func (e *PanicError) Unwrap() error {
 // AWS Lambda function, answer as the Handler would.
 func StatusCode(err error) int {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, ErrStale):
 		return http.StatusOK
 	case errors.Is(err, ErrAlreadyQueued):
 		return http.StatusAccepted
@@ -182,6 +183,7 @@ func (c *msgContext) String() string {
 //	no callback for the event type      200: acknowledged, since a retry cannot help (not queued, with WithAsync)
 //	callback returns an error           500, so that Svix retries
 //	callback returns Permanent(err)     500 with webhook-delivery: abort-message once recorded (WithDeadLetters)
+//	callback returns ErrStale           200: an ordering guard refused an older event; recorded processed (see EventVersion)
 //	callback panics or calls Goexit     500; a panic is recovered, its stack kept in a *PanicError
 //	callback overruns its deadline      503; its context is cancelled at the deadline (see WithCallbackTimeout)
 //	queue full, with WithAsync          503
@@ -408,6 +410,8 @@ func acknowledged(err error, msg *Message) (string, bool) {
 		return "acknowledged: no callback for " + string(msg.EventType) + "\n", true
 	case errDuplicate:
 		return "acknowledged: message already processed\n", true
+	case errStale:
+		return "acknowledged: stale event\n", true
 	}
 	return "", false
 }
@@ -583,6 +587,10 @@ func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) 
 	}
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, ErrStale) {
+		h.logStale(ctx, msg, err) // order.go
+		return errStale
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("%w after %s: %w", ErrCallbackTimeout, h.opts.callbackTimeout, err)

@@ -70,6 +70,7 @@
 //	makes the callback fail, panic or call Goexit         500 (*CallbackError)                       retries
 //	makes the callback return Permanent(err), recorded    500, webhook-delivery: abort-message       stops
 //	as a dead letter (WithDeadLetters)
+//	makes the callback return ErrStale (ordering guard)   200, recorded processed                    stops
 //	makes the callback overrun its deadline               503 by 0.5 s past it (ErrCallbackTimeout)  retries
 //	finds the queue full (WithAsync, WithQueue)           503 (ErrQueueFull)                         retries
 //	finds its message queued already (WithQueue)          202, not queued again (ErrAlreadyQueued)   stops
@@ -142,6 +143,8 @@
 //	ErrPrivateKey                      a whsk_ private key given to a receiver (ErrInvalidSecret too) 500
 //	ErrAlreadyQueued                   not a failure: the Queue holds the message already; answered
 //	                                   as the first delivery was, counted as a duplicate              202
+//	ErrStale                           not a failure: an ordering guard found a newer version of the
+//	                                   event's entity applied; acknowledged, OutcomeStale             200
 //
 // Answers other than 2xx carry a one-line plain-text reason: the error itself
 // for the sender's mistakes (4xx), a fixed phrase for the service's own

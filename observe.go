@@ -126,6 +126,10 @@ const (
 	// message whose claim could not be renewed is recorded without a
 	// stage, as it never ran.
 	OutcomeDeadLettered
+	// OutcomeStale: the callback returned ErrStale, from an ordering
+	// guard: a newer version of the event's entity was applied already,
+	// so this one was not; acknowledged (200) and recorded as processed.
+	OutcomeStale
 )
 
 var outcomeNames = [...]string{
@@ -139,11 +143,12 @@ var outcomeNames = [...]string{
 	OutcomeTimeout:      "timeout",
 	OutcomeUnavailable:  "unavailable",
 	OutcomeDeadLettered: "dead_lettered",
+	OutcomeStale:        "stale",
 }
 
 // String returns the outcome's name: "processed", "queued", "duplicate",
 // "unhandled", "rejected", "in_flight", "failed", "timeout",
-// "unavailable" or "dead_lettered".
+// "unavailable", "dead_lettered" or "stale".
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) && outcomeNames[o] != "" {
 		return outcomeNames[o]
@@ -153,7 +158,9 @@ func (o Outcome) String() string {
 
 // Acknowledged reports whether the outcome tells Svix the delivery
 // arrived (2xx), so that it is not retried.
-func (o Outcome) Acknowledged() bool { return o >= OutcomeProcessed && o <= OutcomeUnhandled }
+func (o Outcome) Acknowledged() bool {
+	return o >= OutcomeProcessed && o <= OutcomeUnhandled || o == OutcomeStale
+}
 
 // Delivery is what an Observer is told about one stage of a delivery. At
 // Start only Stage and, for StageProcess, Message, Detached and Queue are
@@ -285,6 +292,8 @@ func outcome(status int, err error) (Outcome, error) {
 		return OutcomeDuplicate, nil
 	case err == errUnhandled:
 		return OutcomeUnhandled, nil
+	case err == errStale:
+		return OutcomeStale, nil
 	}
 	if errors.Is(err, ErrDeadLettered) {
 		return OutcomeDeadLettered, err

@@ -67,6 +67,16 @@
 // lease over early. Leases and TTLs are rounded up to whole microseconds,
 // PostgreSQL's unit.
 //
+// # Exactly-once effects and event order
+//
+// A callback whose writes go to the same database can complete its message
+// in its own transaction, [Store.CompleteTx] (or [Store.CompleteSQLTx]),
+// fenced by its claim's token: the writes and the completion commit
+// together, and a callback whose claim was taken over writes nothing
+// ([ErrClaimLost]). [Order] keeps each entity's newest version in a table
+// of its own, checked in the same transaction. See docs/effects.md in the
+// repository.
+//
 // # Cleanup
 //
 // Rows past their expires_at are deleted without a job of yours: every

@@ -48,6 +48,14 @@
 // recorded it runs again). A job discarded after its last attempt, or
 // cancelled, no longer blocks a new one: a later resend runs again.
 //
+// # Exactly-once effects
+//
+// River runs a job at least once. A callback whose writes go to River's
+// database closes that gap with [CompleteTx]: the job is completed in the
+// callback's transaction (River's JobCompleteTx, fenced on the attempt),
+// so the writes and the completion commit together, and the workers'
+// Handler needs no idempotency store.
+//
 // # When the database is slow or gone
 //
 // A delivery that arrives while every insert is busy (WithConcurrentInserts)

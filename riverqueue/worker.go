@@ -91,6 +91,7 @@ func (w *Worker) Timeout(*river.Job[Args]) time.Duration { return w.timeout }
 // Work runs the callback for job's message, as the Worker's doc describes.
 func (w *Worker) Work(ctx context.Context, job *river.Job[Args]) error {
 	msg := job.Args.Message()
+	ctx = withJob(ctx, job) // for CompleteTx
 	if w.extract != nil && len(job.Args.Trace) > 0 {
 		ctx = w.extract(ctx, job.Args.Trace)
 	}

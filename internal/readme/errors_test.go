@@ -49,6 +49,7 @@ var documentedErrors = map[string]error{
 	"ErrUnknownAccount":      nectarhooks.ErrUnknownAccount,
 	"ErrKeyLookup":           nectarhooks.ErrKeyLookup,
 	"ErrPrivateKey":          nectarhooks.ErrPrivateKey,
+	"ErrStale":               nectarhooks.ErrStale,
 }
 
 // errorRow is one row of a table of errors: the names in its first column
