@@ -72,7 +72,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, s.completeTxSQL(), key(claim.MessageID), parseToken(claim.Token), s.ttl)
+	tag, err := tx.Exec(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}
@@ -87,7 +87,7 @@ func (s *Store) CompleteSQLTx(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, s.completeTxSQL(), key(claim.MessageID), parseToken(claim.Token), s.ttl)
+	res, err := tx.ExecContext(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}
