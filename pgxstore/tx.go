@@ -55,7 +55,9 @@ WHERE NOT m.done AND (m.token = excluded.token OR m.expires_at <= now())`
 //		})
 //	})
 //
-// It is fenced by the claim's token (nectarhooks.ClaimFromContext): when
+// It completes the row of the claim's Key (nectarhooks.Claimed.Key: the
+// account's, under nectarhooks.NewAccountHandler), fenced by the claim's
+// token (nectarhooks.ClaimFromContext): when
 // the claim was taken over meanwhile, or the message completed by another
 // delivery, it returns an error matching ErrClaimLost, and the transaction
 // must roll back (pgx.BeginFunc does so for any error). It returns
