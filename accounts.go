@@ -75,8 +75,8 @@ func WithKeyCache(size int, ttl time.Duration) Option {
 // Handler answers as NewHandler's does. With WithIdempotency, a message
 // is remembered per account, since Svix delivers one message with one id
 // to every endpoint subscribed to it. WithSecrets is refused: every key
-// comes from lookup; so is WithQueue, whose Queues keep messages by id
-// alone (WithAsync works). The Handler has no Verifier (Verifier returns nil),
+// comes from lookup; so is WithQueue with a Queue that is no AccountQueue
+// (riverqueue's is one; WithAsync works too). The Handler has no Verifier (Verifier returns nil),
 // and its Dispatch, which has no request to take the account from, fails
 // with ErrUnknownAccount.
 func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opts ...Option) (*Handler, error) {
@@ -90,11 +90,11 @@ func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opt
 	if len(o.secrets) > 0 {
 		return nil, fmt.Errorf("%w: WithSecrets with NewAccountHandler: the KeyLookup gives every account's keys", errInvalidOption)
 	}
-	if o.queue != nil {
-		// riverqueue's jobs keep neither the account nor a unique key
-		// with it: one message id sent to two accounts would be queued
-		// once. Refused until a Queue can say it keeps both.
-		return nil, fmt.Errorf("%w: WithQueue with NewAccountHandler: a Queue would have to keep Message.Account and tell messages apart by account and id; use WithAsync, or a Handler per account", errInvalidOption)
+	if _, ok := o.queue.(AccountQueue); o.queue != nil && !ok {
+		// A Queue that keeps no account would run the message as no
+		// account's, and one unique by id alone would queue one svix-id
+		// sent to two accounts once.
+		return nil, fmt.Errorf("%w: WithQueue with NewAccountHandler: the Queue (%T) is no AccountQueue: it must keep Message.Account and tell messages apart by account and id; use riverqueue, WithAsync, or a Handler per account", errInvalidOption, o.queue)
 	}
 	h, err := newHandler(nil, o)
 	if err != nil {
@@ -102,6 +102,18 @@ func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opt
 	}
 	h.accounts = &accountKeys{account: account, lookup: lookup, opts: o, entries: map[string]*accountEntry{}}
 	return h, nil
+}
+
+// AccountQueue is a Queue that keeps Message.Account with each message, so
+// that its consumer runs the message as its account's, and holds one entry
+// per account and id (Svix sends one svix-id to every endpoint), so that
+// ErrAlreadyQueued means the same account's message. NewAccountHandler
+// takes WithQueue only with an AccountQueue; riverqueue's Queue is one.
+type AccountQueue interface {
+	Queue
+	// KeepsAccounts does nothing: a Queue that has it says it keeps the
+	// promise above.
+	KeepsAccounts()
 }
 
 // accountKeys is the cache of NewAccountHandler's Verifiers, by account.

@@ -364,6 +364,11 @@ type acQueue struct{}
 
 func (acQueue) Enqueue(context.Context, Message) error { return nil }
 
+// acAccountQueue is an acQueue that says it keeps accounts.
+type acAccountQueue struct{ acQueue }
+
+func (acAccountQueue) KeepsAccounts() {}
+
 type acObserver func(Delivery)
 
 func (o acObserver) Start(ctx context.Context, _ Delivery) context.Context { return ctx }
@@ -391,6 +396,8 @@ func TestAccountHandlerRefusals(t *testing.T) {
 		})
 	}
 
+	_, err := NewAccountHandler(byHeader, lookup, WithQueue(acAccountQueue{}))
+	require.NoError(t, err, "an AccountQueue is taken")
 	h, err := NewAccountHandler(byHeader, lookup)
 	require.NoError(t, err)
 	assert.Nil(t, h.Verifier())

@@ -18,8 +18,11 @@ import (
 // Permanent error, or a verified payload that does not decode.
 type DeadLetter struct {
 	// Message is the message as it was verified: ID, Timestamp (the
-	// svix-timestamp of the attempt that failed), EventType and the
-	// Payload byte for byte.
+	// svix-timestamp of the attempt that failed), EventType, the Payload
+	// byte for byte, and Account, the account of a Handler of
+	// NewAccountHandler it was delivered to ("" otherwise). A dead letter
+	// is one per account and id: Svix sends one svix-id to every
+	// endpoint, and each account's record of it is its own.
 	Message Message
 	// Error is the error of the last attempt, as text.
 	Error string
@@ -33,6 +36,10 @@ type DeadLetter struct {
 
 // DeadLetterFilter selects dead letters: every field left zero selects all.
 type DeadLetterFilter struct {
+	// Account selects the messages delivered to this account of a
+	// Handler of NewAccountHandler (Message.Account); "" selects every
+	// account's and those of Handlers without accounts.
+	Account string
 	// ID selects the message with this svix-id.
 	ID string
 	// EventType selects messages of this event type.
@@ -46,17 +53,20 @@ type DeadLetterFilter struct {
 // Match reports whether d is selected by f (its Limit aside), for stores
 // that filter in Go.
 func (f DeadLetterFilter) Match(d DeadLetter) bool {
-	return (f.ID == "" || d.Message.ID == f.ID) &&
+	return (f.Account == "" || d.Message.Account == f.Account) &&
+		(f.ID == "" || d.Message.ID == f.ID) &&
 		(f.EventType == "" || d.Message.EventType == f.EventType) &&
 		(f.Since.IsZero() || !d.LastFailedAt.Before(f.Since))
 }
 
-// DeadLetterStore keeps dead letters, one per message id, until they are
-// replayed successfully. Implementations must be safe for concurrent use
+// DeadLetterStore keeps dead letters, one per account and message id
+// (Message.Account and Message.ID; the account is "" for a Handler without
+// accounts), until they are replayed successfully. Implementations must be safe for concurrent use
 // and keep this contract, which nectarhookstest.TestDeadLetterStore checks:
 //
-//   - Record keeps the payload byte for byte and the times to the
-//     millisecond at least. Recording an id it has already adds the new
+//   - Record keeps the payload byte for byte, the account, and the times
+//     to the millisecond at least. Recording an account and id it has
+//     already adds the new
 //     record's Attempts to the old count, keeps the first FirstFailedAt and
 //     takes the new Error and LastFailedAt: a message that fails again is
 //     one dead letter, with its attempts counted on.
@@ -74,18 +84,19 @@ func (f DeadLetterFilter) Match(d DeadLetter) bool {
 // MemoryDeadLetters keeps them in one process; the pgxstore module keeps
 // them in PostgreSQL, and the riverqueue module in River's own jobs.
 type DeadLetterStore interface {
-	// Record adds d, or counts it on an earlier record of the same id
-	// (see the contract above). An error means it was not recorded: the
+	// Record adds d, or counts it on an earlier record of the same
+	// account and id (see the contract above). An error means it was not recorded: the
 	// Handler then does not abort the delivery (see ErrDeadLetterStore).
 	Record(ctx context.Context, d DeadLetter) error
 	// List returns the dead letters f selects, oldest LastFailedAt first.
 	List(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
-	// Take claims the dead letter id for a replay lasting up to lease,
-	// returning it and the claim's token, or ok false when there is no
-	// such dead letter or another replay holds it.
-	Take(ctx context.Context, id string, lease time.Duration) (d DeadLetter, token string, ok bool, err error)
-	// Remove deletes the dead letter id if token is still its claim.
-	Remove(ctx context.Context, id, token string) error
+	// Take claims the dead letter of account and id for a replay lasting
+	// up to lease, returning it and the claim's token, or ok false when
+	// there is no such dead letter or another replay holds it.
+	Take(ctx context.Context, account, id string, lease time.Duration) (d DeadLetter, token string, ok bool, err error)
+	// Remove deletes the dead letter of account and id if token is still
+	// its claim.
+	Remove(ctx context.Context, account, id, token string) error
 }
 
 // WithDeadLetters makes a Handler record in store every message it gives
@@ -134,11 +145,12 @@ func (s *MemoryDeadLetters) Record(_ context.Context, d DeadLetter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d.Message.Payload = slices.Clone(d.Message.Payload)
-	if l, ok := s.letters[d.Message.ID]; ok {
+	k := d.Message.storeKey()
+	if l, ok := s.letters[k]; ok {
 		d.Attempts += l.d.Attempts
 		d.FirstFailedAt = l.d.FirstFailedAt
 	}
-	s.letters[d.Message.ID] = &memoryLetter{d: d}
+	s.letters[k] = &memoryLetter{d: d}
 	return nil
 }
 
@@ -156,7 +168,10 @@ func (s *MemoryDeadLetters) List(_ context.Context, f DeadLetterFilter) ([]DeadL
 		if c := a.LastFailedAt.Compare(b.LastFailedAt); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.Message.ID, b.Message.ID)
+		if c := cmp.Compare(a.Message.ID, b.Message.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Message.Account, b.Message.Account)
 	})
 	if f.Limit > 0 && len(out) > f.Limit {
 		out = out[:f.Limit]
@@ -168,10 +183,10 @@ func (s *MemoryDeadLetters) List(_ context.Context, f DeadLetterFilter) ([]DeadL
 }
 
 // Take implements DeadLetterStore.
-func (s *MemoryDeadLetters) Take(_ context.Context, id string, lease time.Duration) (DeadLetter, string, bool, error) {
+func (s *MemoryDeadLetters) Take(_ context.Context, account, id string, lease time.Duration) (DeadLetter, string, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.letters[id]
+	l, ok := s.letters[(&Message{Account: account, ID: id}).storeKey()]
 	now := s.now()
 	if !ok || (l.token != "" && now.Before(l.claimed)) {
 		return DeadLetter{}, "", false, nil
@@ -184,11 +199,12 @@ func (s *MemoryDeadLetters) Take(_ context.Context, id string, lease time.Durati
 }
 
 // Remove implements DeadLetterStore.
-func (s *MemoryDeadLetters) Remove(_ context.Context, id, token string) error {
+func (s *MemoryDeadLetters) Remove(_ context.Context, account, id, token string) error {
+	k := (&Message{Account: account, ID: id}).storeKey()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l, ok := s.letters[id]; ok && token != "" && l.token == token {
-		delete(s.letters, id)
+	if l, ok := s.letters[k]; ok && token != "" && l.token == token {
+		delete(s.letters, k)
 	}
 	return nil
 }

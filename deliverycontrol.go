@@ -169,7 +169,7 @@ func (h *Handler) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (Re
 	// Long enough for the callback, its claim and its settling.
 	lease := h.opts.callbackTimeout + 2*h.opts.storeTimeout + LeaseGrace
 	for _, listed := range list {
-		d, token, ok, err := store.Take(ctx, listed.Message.ID, lease)
+		d, token, ok, err := store.Take(ctx, listed.Message.Account, listed.Message.ID, lease)
 		if err != nil {
 			return res, err
 		}
@@ -186,7 +186,7 @@ func (h *Handler) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (Re
 			res.Failed++
 			continue
 		}
-		if err := store.Remove(ctx, d.Message.ID, token); err != nil {
+		if err := store.Remove(ctx, d.Message.Account, d.Message.ID, token); err != nil {
 			return res, err
 		}
 		res.Replayed++
@@ -195,15 +195,16 @@ func (h *Handler) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (Re
 }
 
 // Reprocess runs msg's callback again although it succeeded before, as
-// after a bug that corrupted what the callback stored: it removes msg.ID
-// from the idempotency store (IdempotencyStore.Forget), if any, and then
+// after a bug that corrupted what the callback stored: it removes msg
+// from the idempotency store (IdempotencyStore.Forget; msg.ID, or under
+// NewAccountHandler the key of msg.Account and msg.ID), if any, and then
 // runs msg as DispatchVerified does, returning what that returns. msg must
 // have been verified when it arrived (from MessageFromContext, a
 // DeadLetter, or the service's own copy).
 func (h *Handler) Reprocess(ctx context.Context, msg Message) error {
 	if s := h.opts.idempotency; s != nil {
 		sctx, cancel := context.WithTimeout(ctx, h.opts.storeTimeout)
-		err := s.Forget(sctx, msg.ID)
+		err := s.Forget(sctx, msg.storeKey())
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%w: forgetting %s: %w", ErrStoreUnavailable, msg.ID, err)

@@ -23,8 +23,16 @@ import (
 // (its lease ran out and another delivery claimed the message) cannot
 // commit its writes.
 type Claimed struct {
-	// MessageID is the message's svix-id.
+	// MessageID is the message's svix-id (Message.ID), for errors and
+	// logs.
 	MessageID string
+	// Key is what the message is claimed under in the idempotency store:
+	// the id its IdempotencyStore methods were given. It is MessageID,
+	// except under a Handler of NewAccountHandler, which keeps each
+	// account's messages apart (Svix sends one svix-id to every endpoint):
+	// there it is the account, a space and MessageID. A store that
+	// completes the claim in a transaction of its own finds its row by Key.
+	Key string
 	// Token is the claim's fencing token, as the store's Claim returned it.
 	Token string
 
@@ -63,7 +71,7 @@ func withClaim(parent context.Context, msg *Message, token string) (context.Cont
 		return parent, nil
 	}
 	c := &claimContext{Context: parent}
-	c.run.claimed = Claimed{MessageID: msg.ID, Token: token, run: &c.run}
+	c.run.claimed = Claimed{MessageID: msg.ID, Key: msg.storeKey(), Token: token, run: &c.run}
 	return c, &c.run
 }
 

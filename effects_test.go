@@ -96,6 +96,7 @@ func TestClaimFromContext(t *testing.T) {
 			require.Equal(t, tt.wantClaim, ok)
 			if tt.wantClaim {
 				assert.Equal(t, id, got.MessageID)
+				assert.Equal(t, id, got.Key, "a Handler without accounts claims the bare id")
 				assert.NotEmpty(t, got.Token)
 			}
 			store.mu.Lock()

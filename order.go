@@ -39,7 +39,10 @@ type EntityVersion struct {
 	// Entity is the event family and the entity's id: "connection:" and
 	// Connection.ID for connection.created, .updated and .validated alike,
 	// "document:" and Document.ID for document.created and .updated. A
-	// created event thus orders with the entity's later updates.
+	// created event thus orders with the entity's later updates. Under a
+	// Handler of NewAccountHandler it starts with the message's account
+	// and a space ("acme connection:c1"): each account's entities are its
+	// own, ids alike or not, as each account's messages are.
 	Entity string
 	// Updated is the entity's updated time, or, when the payload has none,
 	// its created time. Events are ordered by it alone: an event is stale
@@ -53,8 +56,9 @@ type EntityVersion struct {
 // EventVersion returns the entity and version an ordering guard orders ev
 // by, and false for events it cannot order: unknown event types, and
 // payloads without an id or without both updated and created. Those are
-// always applied.
-func EventVersion(ev Event) (EntityVersion, bool) {
+// always applied. ctx is the callback's: the account of its message, if
+// any (MessageFromContext), is part of the entity.
+func EventVersion(ctx context.Context, ev Event) (EntityVersion, bool) {
 	var family, id string
 	var updated, created Time
 	switch e := ev.(type) {
@@ -78,7 +82,11 @@ func EventVersion(ev Event) (EntityVersion, bool) {
 	if id == "" || v.IsZero() {
 		return EntityVersion{}, false
 	}
-	return EntityVersion{Entity: family + id, Updated: v.UTC()}, true
+	entity := family + id
+	if m, ok := ctx.Value(messageKey{}).(*Message); ok && m.Account != "" {
+		entity = m.Account + " " + entity
+	}
+	return EntityVersion{Entity: entity, Updated: v.UTC()}, true
 }
 
 // MemoryOrder is an ordering guard in the process's memory, for a service
@@ -108,13 +116,14 @@ func NewMemoryOrder() *MemoryOrder {
 // matching ErrStale without running apply. When apply returns nil, ev's
 // version becomes the entity's newest; when it fails, nothing is recorded
 // and a retry of ev can apply it. Events EventVersion cannot order run
-// apply at once. Return Apply's error from the callback:
+// apply at once. ctx is the callback's, for the account of its message
+// (see EntityVersion). Return Apply's error from the callback:
 //
 //	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
-//		return order.Apply(e, func() error { return setStatus(ctx, e.ID, e.Status) })
+//		return order.Apply(ctx, e, func() error { return setStatus(ctx, e.ID, e.Status) })
 //	})
-func (o *MemoryOrder) Apply(ev Event, apply func() error) error {
-	v, ok := EventVersion(ev)
+func (o *MemoryOrder) Apply(ctx context.Context, ev Event, apply func() error) error {
+	v, ok := EventVersion(ctx, ev)
 	if !ok {
 		return apply()
 	}

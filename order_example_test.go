@@ -1,6 +1,7 @@
 package nectarhooks_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -22,8 +23,8 @@ func ExampleMemoryOrder() {
 		update(nectarhooks.StatusConnected, t0.Add(time.Minute)), // the newer update, delivered first
 		update(nectarhooks.StatusPending, t0),                    // the older one's retry, delivered after it
 	} {
-		// In a callback: return order.Apply(e, ...).
-		err := order.Apply(e, func() error {
+		// In a callback: return order.Apply(ctx, e, ...).
+		err := order.Apply(context.Background(), e, func() error {
 			status = e.Status
 			return nil
 		})

@@ -51,7 +51,7 @@ func TestEventVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := nectarhooks.EventVersion(tt.ev)
+			got, ok := nectarhooks.EventVersion(context.Background(), tt.ev)
 			require.Equal(t, tt.wantOK, ok)
 			assert.Equal(t, tt.want, got)
 		})
@@ -85,7 +85,7 @@ func TestMemoryOrder(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			ran := false
-			err := o.Apply(st.ev, func() error {
+			err := o.Apply(context.Background(), st.ev, func() error {
 				ran = true
 				if st.fail {
 					return errFail
@@ -108,7 +108,7 @@ func TestMemoryOrder(t *testing.T) {
 	}
 	t.Run("unordered events run", func(t *testing.T) {
 		ran := false
-		require.NoError(t, o.Apply(&nectarhooks.UnknownEvent{}, func() error { ran = true; return nil }))
+		require.NoError(t, o.Apply(context.Background(), &nectarhooks.UnknownEvent{}, func() error { ran = true; return nil }))
 		assert.True(t, ran)
 	})
 }
@@ -139,7 +139,7 @@ func TestMemoryOrderConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for e := range work {
-				err := o.Apply(update(e.id, e.us), func() error {
+				err := o.Apply(context.Background(), update(e.id, e.us), func() error {
 					mu.Lock()
 					status[e.id] = e.us
 					mu.Unlock()
@@ -175,7 +175,7 @@ func TestHandlerStaleEvent(t *testing.T) {
 	o := nectarhooks.NewMemoryOrder()
 	applied := map[string]bool{}
 	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
-		return o.Apply(e, func() error { applied[string(e.Status)+e.Updated.Format(nectarhooks.TimeLayout)] = true; return nil })
+		return o.Apply(ctx, e, func() error { applied[string(e.Status)+e.Updated.Format(nectarhooks.TimeLayout)] = true; return nil })
 	})
 	newer := connectionUpdate(t, "c1", "CONNECTED", at(10))
 	older := connectionUpdate(t, "c1", "PENDING", at(5))
@@ -224,4 +224,30 @@ func (o *outcomes) End(_ context.Context, d nectarhooks.Delivery) {
 		o.process = append(o.process, d.Outcome)
 		o.mu.Unlock()
 	}
+}
+
+// Under NewAccountHandler each account's entities are its own: an older
+// update of connection c1 for account b is applied although account a
+// applied a newer c1, and is stale within b once b applied a newer one.
+func TestOrderPerAccount(t *testing.T) {
+	inAccount := func(account string) context.Context {
+		return nectarhooks.ContextWithMessage(context.Background(), nectarhooks.Message{ID: "msg_1", Account: account})
+	}
+	v, ok := nectarhooks.EventVersion(inAccount("acme"), update("c1", 1))
+	require.True(t, ok)
+	assert.Equal(t, "acme connection:c1", v.Entity)
+
+	o := nectarhooks.NewMemoryOrder()
+	apply := func(account string, us int) error {
+		return o.Apply(inAccount(account), update("c1", us), func() error { return nil })
+	}
+	require.NoError(t, apply("a", 20))
+	require.NoError(t, apply("b", 10), "another account's entity of the same id")
+	require.NoError(t, apply("", 5), "a Handler without accounts: its own")
+	require.NoError(t, apply("b", 30))
+	require.ErrorIs(t, apply("b", 25), nectarhooks.ErrStale)
+	require.ErrorIs(t, apply("a", 15), nectarhooks.ErrStale)
+	newest, ok := o.Newest("a connection:c1")
+	require.True(t, ok)
+	assert.Equal(t, at(20).Time, newest)
 }

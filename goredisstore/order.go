@@ -69,7 +69,7 @@ return 1
 // error; events nectarhooks.EventVersion cannot order are applied without
 // a call. See Order for what it does not guarantee.
 func (o *Order) Apply(ctx context.Context, ev nectarhooks.Event) error {
-	v, ok := nectarhooks.EventVersion(ev)
+	v, ok := nectarhooks.EventVersion(ctx, ev)
 	if !ok {
 		return nil
 	}

@@ -112,3 +112,20 @@ func TestOrderConcurrent(t *testing.T) {
 		assert.Equal(t, newest, got, "connection %s: the newest version stays", id)
 	}
 }
+
+// Under NewAccountHandler the guard keeps each account's entities apart:
+// an older c1 of account b is applied after a newer c1 of account a, and
+// stale within b once b applied a newer one.
+func TestOrderPerAccount(t *testing.T) {
+	c := testClient(t)
+	o := NewOrder(c, testPrefix(t, c))
+	apply := func(account string, us int) error {
+		ctx := nectarhooks.ContextWithMessage(context.Background(), nectarhooks.Message{ID: "msg_1", Account: account})
+		return o.Apply(ctx, connUpdate("c1", us))
+	}
+	require.NoError(t, apply("a", 20))
+	require.NoError(t, apply("b", 10), "another account's entity of the same id")
+	require.NoError(t, apply("", 5), "without an account: its own")
+	require.ErrorIs(t, apply("b", 5), nectarhooks.ErrStale)
+	require.ErrorIs(t, apply("a", 15), nectarhooks.ErrStale)
+}

@@ -438,7 +438,8 @@ func confForget(t *testing.T, c conf) {
 
 // confOddIDs are ids that a store must keep apart and store as they are:
 // empty, long, unicode, with the characters of key separators, patterns
-// and quoting, differing only in case, and prefixes of one another.
+// and quoting, differing only in case, prefixes of one another, and one
+// svix-id under two accounts as NewAccountHandler keys it.
 func confOddIDs() []string {
 	return []string{
 		"", "msg_2KWPBgLlAfxdpx2AI54pPJ85f1W", "msg_2KWPBgLlAfxdpx2AI54pPJ85f1w",
@@ -446,6 +447,8 @@ func confOddIDs() []string {
 		"with space", "tab\there", "'quote", "\"double\"", `back\slash`, "semi;colon", "--",
 		"ünïcødé", "日本語のメッセージ", "emoji 🙂", "nectarhooks:msg_1", "../../etc",
 		strings.Repeat("x", 1000), strings.Repeat("x", 999) + "y",
+		// The keys of NewAccountHandler: one svix-id for two accounts.
+		"acme msg_2KWPBgLlAfxdpx2AI54pPJ85f1W", "globex msg_2KWPBgLlAfxdpx2AI54pPJ85f1W",
 	}
 }
 

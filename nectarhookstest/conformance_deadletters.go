@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
@@ -20,11 +21,14 @@ import (
 // filters and order; Take handing a dead letter to one replay at a time,
 // also to many takers at once, and again once the lease ends; Remove
 // fenced by the claim, and by a Record in between; instances on one
-// namespace sharing their dead letters, as replicas do. It then runs
+// namespace sharing their dead letters, as replicas do; one svix-id
+// recorded for several accounts kept, counted, taken and removed apart. It then runs
 // Handlers on the store: a WithAsync callback failing after the 202 and a
 // Permanent error each leave one dead letter, byte for byte; replays
 // running at once run each message exactly once, and leave the store
-// empty; a replay that fails again counts the attempt on.
+// empty; a replay that fails again counts the attempt on; under
+// NewAccountHandler, one id given up on for two accounts is two dead
+// letters, and a replay of one account's runs it as that account's.
 //
 // newStore follows the rules of TestIdempotencyStore's (a new instance on
 // each call, the namespace fresh for each subtest, cleaned up with
@@ -42,9 +46,11 @@ func TestDeadLetterStore(t *testing.T, newStore func(t *testing.T, opts StoreOpt
 		{"ConcurrentTakes", dlConcurrentTakes},
 		{"RemoveFenced", dlRemoveFenced},
 		{"Replicas", dlReplicas},
+		{"Accounts", dlAccounts},
 		{"HandlerRecords", dlHandlerRecords},
 		{"HandlerConcurrentReplays", dlHandlerReplays},
 		{"HandlerReplayFailsAgain", dlHandlerReplayFails},
+		{"HandlerAccounts", dlHandlerAccounts},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,8 +120,9 @@ func dlSame(t *testing.T, got, want nectarhooks.DeadLetter) {
 	t.Helper()
 	near := func(a, b time.Time) bool { d := a.Sub(b); return d < time.Millisecond && d > -time.Millisecond }
 	switch {
-	case got.Message.ID != want.Message.ID, got.Message.EventType != want.Message.EventType:
-		t.Fatalf("dead letter %q (%s), want %q (%s)", got.Message.ID, got.Message.EventType, want.Message.ID, want.Message.EventType)
+	case got.Message.ID != want.Message.ID, got.Message.EventType != want.Message.EventType, got.Message.Account != want.Message.Account:
+		t.Fatalf("dead letter %q (%s) of account %q, want %q (%s) of %q", got.Message.ID, got.Message.EventType, got.Message.Account,
+			want.Message.ID, want.Message.EventType, want.Message.Account)
 	case !bytes.Equal(got.Message.Payload, want.Message.Payload):
 		t.Fatalf("payload of %s is\n%q, want byte for byte\n%q", want.Message.ID, got.Message.Payload, want.Message.Payload)
 	case !got.Message.Timestamp.Equal(want.Message.Timestamp):
@@ -194,17 +201,17 @@ func dlFilters(t *testing.T, c dlConf) {
 func dlTake(t *testing.T, c dlConf) {
 	s := c.store()
 	ctx := context.Background()
-	if _, _, ok, err := s.Take(ctx, "msg_absent", time.Hour); err != nil || ok {
+	if _, _, ok, err := s.Take(ctx, "", "msg_absent", time.Hour); err != nil || ok {
 		t.Fatalf("Take of an absent id = %t, %v; want false, nil", ok, err)
 	}
 	want := dlLetter("msg_take", 1, dlT0)
 	dlRecord(t, s, want)
-	d, token, ok, err := s.Take(ctx, "msg_take", confLease)
+	d, token, ok, err := s.Take(ctx, "", "msg_take", confLease)
 	if err != nil || !ok || token == "" {
 		t.Fatalf("Take = %t, %q, %v; want it with a token", ok, token, err)
 	}
 	dlSame(t, d, want)
-	if _, _, ok, err := s.Take(ctx, "msg_take", time.Hour); err != nil || ok {
+	if _, _, ok, err := s.Take(ctx, "", "msg_take", time.Hour); err != nil || ok {
 		t.Fatalf("a second Take during the lease = %t, %v; want false", ok, err)
 	}
 	if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 1 {
@@ -213,7 +220,7 @@ func dlTake(t *testing.T, c dlConf) {
 	time.Sleep(confLease + confSkew)
 	deadline := time.Now().Add(confPatience)
 	for {
-		_, token2, ok, err := s.Take(ctx, "msg_take", time.Hour)
+		_, token2, ok, err := s.Take(ctx, "", "msg_take", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +228,7 @@ func dlTake(t *testing.T, c dlConf) {
 			if token2 == token {
 				t.Fatalf("a new Take got the old token %q", token)
 			}
-			if err := s.Remove(ctx, "msg_take", token); err != nil {
+			if err := s.Remove(ctx, "", "msg_take", token); err != nil {
 				t.Fatal(err)
 			}
 			if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 1 {
@@ -252,7 +259,7 @@ func dlConcurrentTakes(t *testing.T, c dlConf) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, _, ok, err := stores[i].Take(context.Background(), "msg_race", time.Hour)
+			_, _, ok, err := stores[i].Take(context.Background(), "", "msg_race", time.Hour)
 			if err != nil {
 				errs <- err
 			}
@@ -276,11 +283,11 @@ func dlRemoveFenced(t *testing.T, c dlConf) {
 	s := c.store()
 	ctx := context.Background()
 	dlRecord(t, s, dlLetter("msg_fence", 1, dlT0))
-	_, token, ok, err := s.Take(ctx, "msg_fence", time.Hour)
+	_, token, ok, err := s.Take(ctx, "", "msg_fence", time.Hour)
 	if err != nil || !ok {
 		t.Fatalf("Take = %t, %v", ok, err)
 	}
-	if err := s.Remove(ctx, "msg_fence", token+"x"); err != nil {
+	if err := s.Remove(ctx, "", "msg_fence", token+"x"); err != nil {
 		t.Fatal(err)
 	}
 	if len(dlList(t, s, nectarhooks.DeadLetterFilter{})) != 1 {
@@ -289,24 +296,24 @@ func dlRemoveFenced(t *testing.T, c dlConf) {
 	// It fails again meanwhile (a WithAsync worker after a re-sent
 	// delivery): the record ends the claim, and the replay's Remove is late.
 	dlRecord(t, s, dlLetter("msg_fence", 2, dlT0.Add(time.Minute)))
-	if err := s.Remove(ctx, "msg_fence", token); err != nil {
+	if err := s.Remove(ctx, "", "msg_fence", token); err != nil {
 		t.Fatal(err)
 	}
 	got := dlList(t, s, nectarhooks.DeadLetterFilter{})
 	if len(got) != 1 || got[0].Attempts != 2 {
 		t.Fatalf("after a Record, the claim's Remove left %v, want the dead letter with 2 attempts", got)
 	}
-	_, token, ok, err = s.Take(ctx, "msg_fence", time.Hour)
+	_, token, ok, err = s.Take(ctx, "", "msg_fence", time.Hour)
 	if err != nil || !ok {
 		t.Fatalf("Take after a Record ended the claim = %t, %v; want it", ok, err)
 	}
-	if err := s.Remove(ctx, "msg_fence", token); err != nil {
+	if err := s.Remove(ctx, "", "msg_fence", token); err != nil {
 		t.Fatal(err)
 	}
 	if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 0 {
 		t.Fatalf("Remove with the claim's token left %v", dlIDs(got))
 	}
-	if err := s.Remove(ctx, "msg_fence", token); err != nil {
+	if err := s.Remove(ctx, "", "msg_fence", token); err != nil {
 		t.Fatalf("Remove of an id no longer there: %v", err)
 	}
 }
@@ -318,10 +325,10 @@ func dlReplicas(t *testing.T, c dlConf) {
 	if len(got) != 1 {
 		t.Fatalf("another instance on the namespace lists %v", dlIDs(got))
 	}
-	if _, _, ok, _ := a.Take(context.Background(), "msg_shared", time.Hour); !ok {
+	if _, _, ok, _ := a.Take(context.Background(), "", "msg_shared", time.Hour); !ok {
 		t.Fatal("Take failed")
 	}
-	if _, _, ok, _ := b.Take(context.Background(), "msg_shared", time.Hour); ok {
+	if _, _, ok, _ := b.Take(context.Background(), "", "msg_shared", time.Hour); ok {
 		t.Fatal("another instance took a dead letter this one holds")
 	}
 	other := dlConf{t: t, newStore: c.newStore, namespace: newNamespace()}.store()
@@ -504,5 +511,146 @@ func dlHandlerReplayFails(t *testing.T, c dlConf) {
 	if len(got) != 1 || got[0].Attempts != 2 || !got[0].FirstFailedAt.Equal(first.FirstFailedAt) ||
 		!bytes.Equal(got[0].Message.Payload, dlPayload(1)) {
 		t.Fatalf("after a failed replay: %+v, want the dead letter with 2 attempts since %s", got, first.FirstFailedAt)
+	}
+}
+
+// dlAccounts records one svix-id for two accounts and for no account, as
+// Svix sends one id to every endpoint: three dead letters, each counted,
+// filtered, taken and removed on its own.
+func dlAccounts(t *testing.T, c dlConf) {
+	s := c.store()
+	ctx := context.Background()
+	letters := map[string]nectarhooks.DeadLetter{}
+	for i, account := range []string{"acme", "globex", ""} {
+		d := dlLetter("msg_everyone", i, dlT0.Add(time.Duration(i)*time.Second))
+		d.Message.Account = account
+		letters[account] = d
+		dlRecord(t, s, d)
+	}
+	again := letters["globex"]
+	again.LastFailedAt = dlT0.Add(time.Hour)
+	dlRecord(t, s, again)
+	if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 3 {
+		t.Fatalf("one id recorded for 3 accounts is listed %d times, want 3", len(got))
+	}
+	wantGlobex := again
+	wantGlobex.Attempts = 2
+	wantGlobex.FirstFailedAt = letters["globex"].FirstFailedAt
+	for account, want := range map[string]nectarhooks.DeadLetter{"acme": letters["acme"], "globex": wantGlobex} {
+		got := dlList(t, s, nectarhooks.DeadLetterFilter{Account: account, ID: "msg_everyone"})
+		if len(got) != 1 {
+			t.Fatalf("List(Account %q) = %d dead letters, want 1", account, len(got))
+		}
+		dlSame(t, got[0], want)
+	}
+	d, acme, ok, err := s.Take(ctx, "acme", "msg_everyone", time.Hour)
+	if err != nil || !ok {
+		t.Fatalf("Take(acme) = %t, %v", ok, err)
+	}
+	dlSame(t, d, letters["acme"])
+	// Another account's record of the id is not held by acme's claim.
+	_, globex, ok, err := s.Take(ctx, "globex", "msg_everyone", time.Hour)
+	if err != nil || !ok {
+		t.Fatalf("Take(globex) while acme's is taken = %t, %v; want true", ok, err)
+	}
+	if err := s.Remove(ctx, "globex", "msg_everyone", acme); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "acme", "msg_everyone", acme); err != nil {
+		t.Fatal(err)
+	}
+	if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 2 || got[0].Message.Account != "" || got[1].Message.Account != "globex" {
+		t.Fatalf("after removing acme's (and acme's token on globex's): %+v, want the bare one and globex's", got)
+	}
+	if err := s.Remove(ctx, "globex", "msg_everyone", globex); err != nil {
+		t.Fatal(err)
+	}
+	if got := dlList(t, s, nectarhooks.DeadLetterFilter{}); len(got) != 1 || got[0].Message.Account != "" {
+		t.Fatalf("after removing globex's: %+v, want the bare one", got)
+	}
+}
+
+// dlHandlerAccounts gives up on one svix-id for two accounts of a
+// NewAccountHandler and replays one account's: it runs as that account's,
+// under that account's idempotency key, and the other's stays.
+func dlHandlerAccounts(t *testing.T, c dlConf) {
+	store := c.store()
+	secrets := map[string]string{"acme": NewSecret(), "globex": NewSecret()}
+	lookup := func(_ context.Context, account string) ([]string, error) {
+		if s, ok := secrets[account]; ok {
+			return []string{s}, nil
+		}
+		return nil, nectarhooks.ErrUnknownAccount
+	}
+	h, err := nectarhooks.NewAccountHandler(func(r *http.Request) string { return r.PathValue("account") }, lookup,
+		nectarhooks.WithDeadLetters(store), nectarhooks.WithIdempotency(nectarhooks.NewMemoryStore(0, 0)),
+		nectarhooks.WithErrorHandler(func(context.Context, int, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed atomic.Bool
+	var mu sync.Mutex
+	runs := map[string]int{}
+	h.OnDocumentCreated(func(ctx context.Context, _ *nectarhooks.DocumentCreated) error {
+		m, _ := nectarhooks.MessageFromContext(ctx)
+		mu.Lock()
+		runs[m.Account]++
+		mu.Unlock()
+		if !fixed.Load() {
+			return nectarhooks.Permanent(errNotFixed)
+		}
+		return nil
+	})
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/{account}", h)
+	const id = "msg_every_endpoint"
+	deliver := func(account string) int {
+		t.Helper()
+		signer, err := NewSigner(secrets[account])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr := httptest.NewRecorder()
+		mux.ServeHTTP(rr, signer.RequestFor("/webhooks/"+account, id, time.Now(), dlPayload(1)))
+		return rr.Code
+	}
+	for _, account := range []string{"acme", "globex"} {
+		if code := deliver(account); code != 500 {
+			t.Fatalf("%s: a Permanent error was answered %d, want 500", account, code)
+		}
+	}
+	got := dlList(t, store, nectarhooks.DeadLetterFilter{ID: id})
+	if len(got) != 2 || got[0].Message.Account == got[1].Message.Account {
+		t.Fatalf("one id given up on for two accounts: %+v, want a dead letter each", got)
+	}
+	fixed.Store(true)
+	res, err := h.ReplayDeadLetters(context.Background(), nectarhooks.DeadLetterFilter{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (nectarhooks.ReplayResult{Replayed: 1}) {
+		t.Fatalf("replay of acme's: %+v, want 1 replayed", res)
+	}
+	mu.Lock()
+	if runs["acme"] != 2 || runs["globex"] != 1 {
+		t.Fatalf("runs by account after replaying acme's: %v, want acme 2, globex 1", runs)
+	}
+	mu.Unlock()
+	// The replay completed acme's message under acme's key: a redelivery
+	// to acme runs nothing, one to globex runs.
+	if code := deliver("acme"); code != 200 {
+		t.Fatalf("redelivery to acme after its replay answered %d", code)
+	}
+	if code := deliver("globex"); code != 200 {
+		t.Fatalf("redelivery to globex answered %d", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if runs["acme"] != 2 || runs["globex"] != 2 {
+		t.Fatalf("runs by account after the redeliveries: %v, want 2 each", runs)
+	}
+	left := dlList(t, store, nectarhooks.DeadLetterFilter{})
+	if len(left) != 1 || left[0].Message.Account != "globex" {
+		t.Fatalf("dead letters left: %+v, want globex's", left)
 	}
 }

@@ -18,6 +18,10 @@ const (
 	// OutcomeKey is how a delivery or callback ended: a
 	// nectarhooks.Outcome's String, such as "processed" or "rejected".
 	OutcomeKey = attribute.Key("nectarhooks.outcome")
+	// AccountKey is the account a Handler of nectarhooks.NewAccountHandler
+	// verified the delivery for (Message.Account), on spans only: as a
+	// metric attribute its values would be as many as the accounts.
+	AccountKey = attribute.Key("nectarhooks.account")
 	// VerificationReasonKey is why a delivery failed verification:
 	// "missing_headers", "invalid_headers", "no_matching_signature",
 	// "message_too_old" or "message_too_new".

@@ -80,10 +80,13 @@ func endSpan(span trace.Span, d nectarhooks.Delivery) {
 		span.End()
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs := make([]attribute.KeyValue, 0, 7)
 	if d.Message != nil {
 		if d.Stage == nectarhooks.StageReceive { // a process span has it from its start
 			attrs = append(attrs, semconv.MessagingMessageID(d.Message.ID))
+		}
+		if d.Message.Account != "" {
+			attrs = append(attrs, AccountKey.String(d.Message.Account))
 		}
 		if d.Message.EventType != "" {
 			span.SetName(spanName(d.Stage, d.Message.EventType))

@@ -16,11 +16,12 @@ import (
 const DefaultDeadLetterTable = "nectarhooks_dead_letters"
 
 // DeadLetters is a nectarhooks.DeadLetterStore in a PostgreSQL table, one
-// row per message id, shared by every replica that uses the table; the
+// row per account and message id, shared by every replica that uses the table; the
 // nectarhooks CLI lists, shows and replays its rows (nectarhooks dead).
 // Its rows stay until a replay succeeds: nothing expires them. The table:
 //
-//	id               text PRIMARY KEY   the svix-id
+//	account          text               Message.Account, '' without NewAccountHandler
+//	id               text               the svix-id; PRIMARY KEY (account, id)
 //	event_type       text               as the Handler resolved it, '' when unknown
 //	payload          bytea              the body as received, byte for byte
 //	svix_timestamp   timestamptz        the svix-timestamp of the attempt that failed
@@ -47,7 +48,7 @@ var _ nectarhooks.DeadLetterStore = (*DeadLetters)(nil)
 const deadIndexSuffix = "_failed_idx"
 
 // deadColumns are the columns a DeadLetter is read from, in scan order.
-const deadColumns = "id, event_type, payload, svix_timestamp, error, attempts, first_failed_at, last_failed_at"
+const deadColumns = "account, id, event_type, payload, svix_timestamp, error, attempts, first_failed_at, last_failed_at"
 
 // NewDeadLetters returns a DeadLetters keeping its rows in table (a name or
 // "schema.name", as WithTable accepts; "" for DefaultDeadLetterTable),
@@ -77,20 +78,21 @@ func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, table string) (*Dea
 		// first failure stays, and a replay's claim on it ends, so that
 		// the replay's late Remove cannot delete the new failure.
 		recordSQL: `INSERT INTO ` + q + ` AS d (` + deadColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (id) DO UPDATE SET event_type = excluded.event_type, payload = excluded.payload,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (account, id) DO UPDATE SET event_type = excluded.event_type, payload = excluded.payload,
 	svix_timestamp = excluded.svix_timestamp, error = excluded.error, attempts = d.attempts + excluded.attempts,
 	last_failed_at = excluded.last_failed_at, claim_token = NULL, claimed_until = NULL`,
 		listSQL: `SELECT ` + deadColumns + ` FROM ` + q + `
 WHERE ($1 = '' OR id = $1) AND ($2 = '' OR event_type = $2) AND ($3::timestamptz IS NULL OR last_failed_at >= $3)
-ORDER BY last_failed_at, id LIMIT $4`,
+	AND ($5 = '' OR account = $5)
+ORDER BY last_failed_at, id, account LIMIT $4`,
 		// READ COMMITTED re-checks the WHERE on the row once a concurrent
 		// UPDATE of it commits: of replays taking it at once, one sets
 		// the claim and the others find it claimed.
 		takeSQL: `UPDATE ` + q + ` SET claim_token = $2, claimed_until = clock_timestamp() + $3 * interval '1 microsecond'
-WHERE id = $1 AND (claim_token IS NULL OR claimed_until <= now())
+WHERE account = $4 AND id = $1 AND (claim_token IS NULL OR claimed_until <= now())
 RETURNING ` + deadColumns,
-		removeSQL: `DELETE FROM ` + q + ` WHERE id = $1 AND claim_token = $2`,
+		removeSQL: `DELETE FROM ` + q + ` WHERE account = $3 AND id = $1 AND claim_token = $2`,
 	}, nil
 }
 
@@ -108,7 +110,8 @@ func ensureDeadTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error
 				return err
 			}
 			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.sql()+` (
-	id              text COLLATE "C" PRIMARY KEY,
+	account         text COLLATE "C" NOT NULL,
+	id              text COLLATE "C" NOT NULL,
 	event_type      text NOT NULL,
 	payload         bytea NOT NULL,
 	svix_timestamp  timestamptz NOT NULL,
@@ -117,7 +120,8 @@ func ensureDeadTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error
 	first_failed_at timestamptz NOT NULL,
 	last_failed_at  timestamptz NOT NULL,
 	claim_token     bigint,
-	claimed_until   timestamptz
+	claimed_until   timestamptz,
+	PRIMARY KEY (account, id)
 )`); err != nil {
 				return err
 			}
@@ -142,7 +146,7 @@ func (s *DeadLetters) Record(ctx context.Context, d nectarhooks.DeadLetter) erro
 	if payload == nil {
 		payload = []byte{} // NOT NULL: an empty body is still a body
 	}
-	if _, err := s.pool.Exec(ctx, s.recordSQL, m.ID, string(m.EventType), payload, m.Timestamp,
+	if _, err := s.pool.Exec(ctx, s.recordSQL, m.Account, m.ID, string(m.EventType), payload, m.Timestamp,
 		d.Error, d.Attempts, d.FirstFailedAt, d.LastFailedAt); err != nil {
 		return fmt.Errorf("pgxstore: recording dead letter %s: %w", m.ID, err)
 	}
@@ -158,7 +162,7 @@ func (s *DeadLetters) List(ctx context.Context, f nectarhooks.DeadLetterFilter) 
 	if f.Limit > 0 {
 		limit = f.Limit
 	}
-	rows, err := s.pool.Query(ctx, s.listSQL, f.ID, string(f.EventType), since, limit)
+	rows, err := s.pool.Query(ctx, s.listSQL, f.ID, string(f.EventType), since, limit, f.Account)
 	if err != nil {
 		return nil, fmt.Errorf("pgxstore: listing dead letters: %w", err)
 	}
@@ -171,9 +175,9 @@ func (s *DeadLetters) List(ctx context.Context, f nectarhooks.DeadLetterFilter) 
 
 // Take implements nectarhooks.DeadLetterStore in one statement; the lease
 // is rounded up to whole microseconds.
-func (s *DeadLetters) Take(ctx context.Context, id string, lease time.Duration) (nectarhooks.DeadLetter, string, bool, error) {
+func (s *DeadLetters) Take(ctx context.Context, account, id string, lease time.Duration) (nectarhooks.DeadLetter, string, bool, error) {
 	token := newToken()
-	rows, err := s.pool.Query(ctx, s.takeSQL, id, token, microseconds(lease))
+	rows, err := s.pool.Query(ctx, s.takeSQL, id, token, microseconds(lease), account)
 	if err != nil {
 		return nectarhooks.DeadLetter{}, "", false, fmt.Errorf("pgxstore: taking dead letter %s: %w", id, err)
 	}
@@ -188,8 +192,8 @@ func (s *DeadLetters) Take(ctx context.Context, id string, lease time.Duration) 
 }
 
 // Remove implements nectarhooks.DeadLetterStore in one statement.
-func (s *DeadLetters) Remove(ctx context.Context, id, token string) error {
-	if _, err := s.pool.Exec(ctx, s.removeSQL, id, parseToken(token)); err != nil {
+func (s *DeadLetters) Remove(ctx context.Context, account, id, token string) error {
+	if _, err := s.pool.Exec(ctx, s.removeSQL, id, parseToken(token), account); err != nil {
 		return fmt.Errorf("pgxstore: removing dead letter %s: %w", id, err)
 	}
 	return nil
@@ -198,7 +202,7 @@ func (s *DeadLetters) Remove(ctx context.Context, id, token string) error {
 func scanDeadLetter(row pgx.CollectableRow) (nectarhooks.DeadLetter, error) {
 	var d nectarhooks.DeadLetter
 	var et string
-	err := row.Scan(&d.Message.ID, &et, &d.Message.Payload, &d.Message.Timestamp, &d.Error, &d.Attempts,
+	err := row.Scan(&d.Message.Account, &d.Message.ID, &et, &d.Message.Payload, &d.Message.Timestamp, &d.Error, &d.Attempts,
 		&d.FirstFailedAt, &d.LastFailedAt)
 	d.Message.EventType = nectarhooks.EventType(et)
 	d.Message.Timestamp = d.Message.Timestamp.UTC()

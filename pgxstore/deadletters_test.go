@@ -52,3 +52,18 @@ func TestNewDeadLettersRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A dead-letter table made before dead letters were kept per account (no
+// account column, the id alone its key) is refused with the error that
+// names the columns, rather than used with the wrong key.
+func TestNewDeadLettersRefusesTableWithoutAccounts(t *testing.T) {
+	pool := newPool(t, nil)
+	table := testTable(t)
+	_, err := pool.Exec(testContext(t), `CREATE TABLE `+pgx.Identifier{table}.Sanitize()+` (
+	id text PRIMARY KEY, event_type text NOT NULL, payload bytea NOT NULL, svix_timestamp timestamptz NOT NULL,
+	error text NOT NULL, attempts integer NOT NULL, first_failed_at timestamptz NOT NULL,
+	last_failed_at timestamptz NOT NULL, claim_token bigint, claimed_until timestamptz)`)
+	require.NoError(t, err)
+	_, err = NewDeadLetters(testContext(t), pool, table)
+	require.ErrorContains(t, err, "lacks the columns of a dead-letter table")
+}

@@ -90,7 +90,7 @@ RETURNING true`,
 // statement. The rolled-back transaction of a failed callback records
 // nothing, so a retry of the event can still apply it.
 func (o *Order) ApplyTx(ctx context.Context, tx pgx.Tx, ev nectarhooks.Event) error {
-	v, ok := nectarhooks.EventVersion(ev)
+	v, ok := nectarhooks.EventVersion(ctx, ev)
 	if !ok {
 		return nil
 	}

@@ -155,3 +155,20 @@ func TestOrderConcurrent(t *testing.T) {
 	assert.Positive(t, stale, "shuffled updates: some were stale")
 	t.Logf("%d updates, %d stale", len(all), stale)
 }
+
+// Under NewAccountHandler the guard keeps each account's entities apart:
+// an older c1 of account b is applied after a newer c1 of account a, and
+// stale within b once b applied a newer one.
+func TestOrderPerAccount(t *testing.T) {
+	o, _ := newTestOrder(t)
+	pool := newPool(t, nil)
+	apply := func(account string, us int) error {
+		ctx := nectarhooks.ContextWithMessage(testContext(t), nectarhooks.Message{ID: "msg_1", Account: account})
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return o.ApplyTx(ctx, tx, connUpdate("c1", us)) })
+	}
+	require.NoError(t, apply("a", 20))
+	require.NoError(t, apply("b", 10), "another account's entity of the same id")
+	require.NoError(t, apply("", 5), "without an account: its own")
+	require.ErrorIs(t, apply("b", 5), nectarhooks.ErrStale)
+	require.ErrorIs(t, apply("a", 15), nectarhooks.ErrStale)
+}

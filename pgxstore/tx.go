@@ -55,7 +55,9 @@ WHERE NOT m.done AND (m.token = excluded.token OR m.expires_at <= now())`
 //		})
 //	})
 //
-// It is fenced by the claim's token (nectarhooks.ClaimFromContext): when
+// It completes the row of the claim's Key (nectarhooks.Claimed.Key: the
+// account's, under nectarhooks.NewAccountHandler), fenced by the claim's
+// token (nectarhooks.ClaimFromContext): when
 // the claim was taken over meanwhile, or the message completed by another
 // delivery, it returns an error matching ErrClaimLost, and the transaction
 // must roll back (pgx.BeginFunc does so for any error). It returns
@@ -72,7 +74,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, s.completeTxSQL(), key(claim.MessageID), parseToken(claim.Token), s.ttl)
+	tag, err := tx.Exec(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}
@@ -87,7 +89,7 @@ func (s *Store) CompleteSQLTx(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, s.completeTxSQL(), key(claim.MessageID), parseToken(claim.Token), s.ttl)
+	res, err := tx.ExecContext(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}

@@ -23,9 +23,16 @@ const CompletedJobRetention = nectarhooks.DefaultIdempotencyTTL
 // kept so that the worker can run the callback as the intake would have.
 // River stores it as JSON in river_job.args.
 type Args struct {
-	// ID is the message's svix-id, the same for every delivery of it. It is
-	// the only field in the job's unique key.
+	// ID is the message's svix-id, the same for every delivery of it. With
+	// Account, it makes the job's unique key.
 	ID string `json:"id" river:"unique"`
+	// Account is Message.Account: the account of a Handler of
+	// nectarhooks.NewAccountHandler the message was delivered to, which
+	// the Worker gives back to the callbacks; "" (and left out of the
+	// JSON, so that the unique key of a message without one is its id
+	// alone, as before accounts) otherwise. Svix sends one svix-id to
+	// every endpoint: each account's message is a job of its own.
+	Account string `json:"account,omitempty" river:"unique"`
 	// Timestamp is when Svix signed the delivery that was taken, in UTC.
 	Timestamp time.Time `json:"timestamp"`
 	// EventType is the payload's event type, as the intake decoded it.
@@ -44,13 +51,13 @@ type Args struct {
 
 // NewArgs returns the Args of msg.
 func NewArgs(msg nectarhooks.Message) Args {
-	return Args{ID: msg.ID, Timestamp: msg.Timestamp, EventType: msg.EventType, Payload: msg.Payload}
+	return Args{ID: msg.ID, Account: msg.Account, Timestamp: msg.Timestamp, EventType: msg.EventType, Payload: msg.Payload}
 }
 
 // Kind returns Kind, River's name for the job.
 func (Args) Kind() string { return Kind }
 
-// InsertOpts makes every insert of Args unique by the message id, in River's
+// InsertOpts makes every insert of Args unique by the message's account and id, in River's
 // default unique states, whoever inserts it (Queue or a direct
 // river.Client.Insert); options given at insert time add to it.
 func (Args) InsertOpts() river.InsertOpts {
@@ -59,5 +66,14 @@ func (Args) InsertOpts() river.InsertOpts {
 
 // Message returns the nectarhooks.Message a stores.
 func (a Args) Message() nectarhooks.Message {
-	return nectarhooks.Message{ID: a.ID, Timestamp: a.Timestamp, EventType: a.EventType, Payload: a.Payload}
+	return nectarhooks.Message{ID: a.ID, Account: a.Account, Timestamp: a.Timestamp, EventType: a.EventType, Payload: a.Payload}
+}
+
+// key is what River tells jobs apart by (see InsertOpts), as one string:
+// the account and the id, apart by a space, which neither holds.
+func (a Args) key() string {
+	if a.Account == "" {
+		return a.ID
+	}
+	return a.Account + " " + a.ID
 }

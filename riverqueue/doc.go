@@ -29,7 +29,10 @@
 // # One job per message
 //
 // Svix may deliver one message (one svix-id) several times. Args makes
-// River's unique jobs key on the message id alone, in River's default unique
+// River's unique jobs key on the message id (and, under
+// nectarhooks.NewAccountHandler, its account: Svix sends one svix-id to
+// every endpoint, and each account's message is a job of its own, run by
+// the Worker with Message.Account set), in River's default unique
 // states (available, pending, scheduled, running, retryable and completed):
 // a redelivery finds the job already there and is acknowledged without a
 // second one. Enqueue then returns an error matching

@@ -194,6 +194,13 @@ var errNoSlot = fmt.Errorf("%w: no insert slot became free", nectarhooks.ErrQueu
 // twice WithInsertTimeout. Once its insert has begun it waits for the
 // commit, also when ctx ends (an insert under way cannot be taken back, and
 // the wait is bounded by WithInsertTimeout).
+// KeepsAccounts makes Queue a nectarhooks.AccountQueue, which
+// nectarhooks.NewAccountHandler takes: a job keeps Message.Account
+// (Args.Account) and is unique by account and id.
+func (q *Queue[TTx]) KeepsAccounts() {}
+
+var _ nectarhooks.AccountQueue = (*Queue[any])(nil)
+
 func (q *Queue[TTx]) Enqueue(ctx context.Context, msg nectarhooks.Message) error {
 	in := &insert{args: NewArgs(msg), ready: make(chan struct{})}
 	if q.inject != nil {
@@ -312,15 +319,15 @@ func (q *Queue[TTx]) insertBatch(ctx context.Context, batch []*insert) {
 	params := make([]river.InsertManyParams, 0, len(batch))
 	seen := make(map[string]bool, len(batch))
 	for _, in := range batch {
-		if !seen[in.args.ID] {
-			seen[in.args.ID] = true
+		if k := in.args.key(); !seen[k] {
+			seen[k] = true
 			params = append(params, river.InsertManyParams{Args: in.args, InsertOpts: &q.opts})
 		}
 	}
 	// In the order of their unique keys, so that concurrent batches
 	// (other replicas' too) lock them in one order and cannot deadlock.
 	slices.SortFunc(params, func(a, b river.InsertManyParams) int {
-		return strings.Compare(a.Args.(Args).ID, b.Args.(Args).ID)
+		return strings.Compare(a.Args.(Args).key(), b.Args.(Args).key())
 	})
 	results, err := q.client.InsertMany(ctx, params)
 	if err == nil {
@@ -364,7 +371,8 @@ func settleDuplicates(batch []*insert, results []*rivertype.JobInsertResult) {
 			continue
 		}
 		var args struct {
-			ID string `json:"id"`
+			ID      string `json:"id"`
+			Account string `json:"account"`
 		}
 		if json.Unmarshal(res.Job.EncodedArgs, &args) != nil {
 			continue
@@ -372,21 +380,21 @@ func settleDuplicates(batch []*insert, results []*rivertype.JobInsertResult) {
 		if found == nil {
 			found = map[string]*rivertype.JobRow{}
 		}
-		found[args.ID] = res.Job
+		found[Args{ID: args.ID, Account: args.Account}.key()] = res.Job
 	}
 	var first map[string]bool // ids seen, when two members share one row
 	if len(batch) > len(results) {
 		first = make(map[string]bool, len(batch))
 	}
 	for _, in := range batch {
-		id := in.args.ID
-		switch job, had := found[id]; {
+		id, k := in.args.ID, in.args.key()
+		switch job, had := found[k]; {
 		case had:
 			in.err = alreadyQueued(id, job)
-		case first != nil && first[id]:
+		case first != nil && first[k]:
 			in.err = alreadyQueued(id, nil)
 		case first != nil:
-			first[id] = true
+			first[k] = true
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -29,14 +30,14 @@ const replayLease = time.Minute
 type deadFlags struct {
 	db, table, secret, url string
 	json, all, river       bool
-	since, typ, id         string
+	since, typ, id, acct   string
 	timeout                time.Duration
 }
 
 func deadCommand() *command {
 	return &command{
 		name:     "dead",
-		synopsis: "dead list|show|replay [-db DSN] [-table T] [-json] [-since T] [-type EVENT] [-id ID] [-all] [-url URL] [-secret whsec_...] [-river]",
+		synopsis: "dead list|show|replay [-db DSN] [-table T] [-json] [-since T] [-type EVENT] [-id ID] [-account A] [-all] [-url URL] [-secret whsec_...] [-river]",
 		help: `Work with the dead letters a service keeps in PostgreSQL with
 pgxstore.DeadLetters: the messages its Handler gave up on (a callback's
 Permanent error, a verified payload that does not decode, a WithAsync
@@ -55,6 +56,14 @@ callback that failed after the 202).
           the service recorded it again; any other answer records it
           again here, with one more attempt. Needs -id ID or -all.
 
+A dead letter of a Handler of NewAccountHandler names its account (list,
+show, "account" in -json). Each account has its own secret, so replay
+sends an account's dead letters only with -account naming it, signed with
+that account's -secret; a {account} in -url is replaced by the account
+(-url 'https://app.example.com/webhooks/nectar/{account}'). Without
+-account, replay leaves any account's dead letter where it is and says so
+("needs -account"); with it, it replays only that account's.
+
 -river works on River's jobs instead (the riverqueue module): the dead
 letters are its discarded and cancelled jobs, and replay hands each back to
 River's workers (as River's JobRetry does), exactly once however many
@@ -64,7 +73,7 @@ that fails again is discarded again with its attempts counted on.
 -db is the service's database (default: $DATABASE_URL), -table its
 dead-letter table (default nectarhooks_dead_letters). Filters: -id one
 message, -type one event type, -since a time (RFC 3339) or a duration
-back from now ("24h"). -json prints one JSON object per line.
+back from now ("24h"), -account one account's. -json prints one JSON object per line.
 
 Exit status 1 when replay left any message failing.
 `,
@@ -73,7 +82,9 @@ Exit status 1 when replay left any message failing.
   nectarhooks dead show -db postgres://app@db/app -id msg_2Lr...
   export NECTAR_WEBHOOK_SECRET=whsec_...
   nectarhooks dead replay -db postgres://app@db/app -url https://app.example.com/webhooks/nectar -all
-  nectarhooks dead replay -db postgres://app@db/app -river -all`,
+  nectarhooks dead replay -db postgres://app@db/app -river -all
+  NECTAR_WEBHOOK_SECRET=whsec_acme... nectarhooks dead replay -db postgres://app@db/app -all \
+      -account acme -url 'https://app.example.com/webhooks/nectar/{account}'`,
 		flags: func(fs *flag.FlagSet) any {
 			f := &deadFlags{}
 			fs.StringVar(&f.db, "db", "", "the service's PostgreSQL `DSN` (default $DATABASE_URL)")
@@ -82,9 +93,10 @@ Exit status 1 when replay left any message failing.
 			fs.StringVar(&f.since, "since", "", "only those whose last attempt failed since `T` (RFC 3339, or a duration such as 24h)")
 			fs.StringVar(&f.typ, "type", "", "only those of `EVENT` type")
 			fs.StringVar(&f.id, "id", "", "only the message `ID`")
+			fs.StringVar(&f.acct, "account", "", "only the dead letters of account `A` (replay: needed for an account's, with its -secret)")
 			fs.BoolVar(&f.all, "all", false, "replay: every dead letter the filters select")
 			fs.BoolVar(&f.river, "river", false, "read River's jobs (riverqueue) instead of the dead-letter table")
-			fs.StringVar(&f.url, "url", "", "replay: the service's webhook `URL`")
+			fs.StringVar(&f.url, "url", "", "replay: the service's webhook `URL`; {account} in it is replaced by the account")
 			fs.StringVar(&f.secret, "secret", "", "replay: the endpoint's signing secret (default $NECTAR_WEBHOOK_SECRET)")
 			fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "replay: wait up to `D` for each answer")
 			return f
@@ -99,7 +111,7 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 		return e.usageError(c, "want one of list, show or replay")
 	}
 	action := args[0]
-	filter := nectarhooks.DeadLetterFilter{ID: f.id, EventType: nectarhooks.EventType(f.typ)}
+	filter := nectarhooks.DeadLetterFilter{ID: f.id, EventType: nectarhooks.EventType(f.typ), Account: f.acct}
 	if f.since != "" {
 		since, err := parseSince(f.since, e.now())
 		if err != nil {
@@ -124,13 +136,15 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 			return e.usageError(c, "replay needs -url, the service's http:// or https:// webhook URL")
 		case f.timeout <= 0:
 			return e.usageError(c, "-timeout must be positive, got %s", f.timeout)
+		case strings.Contains(f.url, "{account}") && f.acct == "":
+			return e.usageError(c, "-url has {account}: replay an account's dead letters with -account and its -secret")
 		}
 		if !f.river {
 			signer, err := e.signer(f.secret)
 			if err != nil {
 				return e.usageError(c, "%v", err)
 			}
-			replay = &replayer{sign: signer.HeaderFor, url: f.url, now: e.now,
+			replay = &replayer{sign: signer.HeaderFor, url: f.url, account: f.acct, now: e.now,
 				client: &http.Client{Timeout: f.timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 		}
 	}
@@ -228,7 +242,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // deadJSON is one line of -json: the fields the issue names first.
 type deadJSON struct {
-	ID            string    `json:"id"`
+	ID string `json:"id"`
+	// Account is the account of a Handler of NewAccountHandler the
+	// message was delivered to; absent otherwise.
+	Account       string    `json:"account,omitempty"`
 	EventType     string    `json:"event_type"`
 	Error         string    `json:"error"`
 	Attempts      int       `json:"attempts"`
@@ -246,7 +263,7 @@ type deadJSON struct {
 }
 
 func toJSON(d nectarhooks.DeadLetter) deadJSON {
-	return deadJSON{ID: d.Message.ID, EventType: string(d.Message.EventType), Error: d.Error, Attempts: d.Attempts,
+	return deadJSON{ID: d.Message.ID, Account: d.Message.Account, EventType: string(d.Message.EventType), Error: d.Error, Attempts: d.Attempts,
 		FailedAt: d.LastFailedAt, FirstFailedAt: d.FirstFailedAt, SvixTimestamp: d.Message.Timestamp,
 		PayloadBytes: len(d.Message.Payload)}
 }
@@ -263,15 +280,27 @@ func (e *env) printDead(d nectarhooks.DeadLetter, asJSON, payload bool) {
 		return
 	}
 	if !payload {
-		fmt.Fprintf(e.stdout, "%s  %s  %d attempts  last failed %s  %s\n", d.Message.ID, orDash(string(d.Message.EventType)),
+		fmt.Fprintf(e.stdout, "%s  %s  %d attempts  last failed %s  %s\n", labelOf(d.Message), orDash(string(d.Message.EventType)),
 			d.Attempts, d.LastFailedAt.Format(time.RFC3339), oneLine(d.Error, maxShownBody))
 		return
+	}
+	if d.Message.Account != "" {
+		fmt.Fprintf(e.stdout, "account:         %s\n", d.Message.Account)
 	}
 	fmt.Fprintf(e.stdout, "id:              %s\nevent type:      %s\nsvix-timestamp:  %s\nattempts:        %d\nfirst failed at: %s\nlast failed at:  %s\nerror:           %s\npayload (%d bytes):\n",
 		d.Message.ID, orDash(string(d.Message.EventType)), d.Message.Timestamp.Format(time.RFC3339), d.Attempts,
 		d.FirstFailedAt.Format(time.RFC3339Nano), d.LastFailedAt.Format(time.RFC3339Nano), oneLine(d.Error, 4096), len(d.Message.Payload))
 	e.stdout.Write(d.Message.Payload)
 	fmt.Fprintln(e.stdout)
+}
+
+// labelOf names a dead letter on one line: its id, and its account in
+// parentheses when it has one.
+func labelOf(m nectarhooks.Message) string {
+	if m.Account == "" {
+		return m.ID
+	}
+	return m.ID + " (account " + m.Account + ")"
 }
 
 func orDash(s string) string {
@@ -283,10 +312,11 @@ func orDash(s string) string {
 
 // replayer sends dead letters to the service again.
 type replayer struct {
-	sign   func(id string, ts time.Time, payload []byte) http.Header
-	url    string
-	now    func() time.Time
-	client *http.Client
+	sign    func(id string, ts time.Time, payload []byte) http.Header
+	url     string
+	account string // -account: the one account whose secret sign holds
+	now     func() time.Time
+	client  *http.Client
 }
 
 // replayAll replays each listed dead letter in turn (see the command's
@@ -297,7 +327,7 @@ func (e *env) replayAll(ctx context.Context, r *replayer, store *pgxstore.DeadLe
 		if ctx.Err() != nil {
 			break
 		}
-		what, answer, d := e.replayOne(ctx, r, store, listed.Message.ID)
+		what, answer, d := e.replayOne(ctx, r, store, listed.Message)
 		if what == "" {
 			return exitRefused
 		}
@@ -307,14 +337,17 @@ func (e *env) replayAll(ctx context.Context, r *replayer, store *pgxstore.DeadLe
 			j.Replay, j.Answer = what, answer
 			_ = json.NewEncoder(e.stdout).Encode(j)
 		} else {
-			fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", listed.Message.ID, orDash(string(listed.Message.EventType)), what, answer)
+			fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", labelOf(listed.Message), orDash(string(listed.Message.EventType)), what, answer)
 		}
 	}
 	if !asJSON {
 		fmt.Fprintf(e.stdout, "%d dead letters: %d replayed, %d failed again, %d aborted again, %d skipped (held by another replay)\n",
 			len(letters), counts["replayed"], counts["failed"], counts["aborted"], counts["skipped"])
+		if n := counts["needs -account"]; n > 0 {
+			fmt.Fprintf(e.stdout, "%d left: an account's, sent only with -account and that account's -secret\n", n)
+		}
 	}
-	if counts["failed"]+counts["aborted"] > 0 {
+	if counts["failed"]+counts["aborted"]+counts["needs -account"] > 0 {
 		return exitRefused
 	}
 	return exitOK
@@ -323,19 +356,24 @@ func (e *env) replayAll(ctx context.Context, r *replayer, store *pgxstore.DeadLe
 // replayOne takes, sends and settles one dead letter. It returns what
 // happened ("" after an error of the store, which it reports), the
 // service's answer, and the dead letter as taken.
-func (e *env) replayOne(ctx context.Context, r *replayer, store *pgxstore.DeadLetters, id string) (string, string, nectarhooks.DeadLetter) {
-	d, token, ok, err := store.Take(ctx, id, replayLease)
+func (e *env) replayOne(ctx context.Context, r *replayer, store *pgxstore.DeadLetters, listed nectarhooks.Message) (string, string, nectarhooks.DeadLetter) {
+	account, id := listed.Account, listed.ID
+	if account != r.account {
+		// Signed with another account's secret, it would be refused.
+		return "needs -account", "", nectarhooks.DeadLetter{Message: listed}
+	}
+	d, token, ok, err := store.Take(ctx, account, id, replayLease)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nectarhooks dead: %v\n", err)
 		return "", "", d
 	}
 	if !ok {
-		return "skipped", "", nectarhooks.DeadLetter{Message: nectarhooks.Message{ID: id}}
+		return "skipped", "", nectarhooks.DeadLetter{Message: nectarhooks.Message{ID: id, Account: account}}
 	}
 	status, aborted, answer, err := r.send(ctx, d.Message)
 	switch {
 	case err == nil && status >= 200 && status < 300:
-		if err := store.Remove(ctx, id, token); err != nil {
+		if err := store.Remove(ctx, account, id, token); err != nil {
 			fmt.Fprintf(e.stderr, "nectarhooks dead: %v\n", err)
 			return "", "", d
 		}
@@ -361,7 +399,8 @@ func (e *env) replayOne(ctx context.Context, r *replayer, store *pgxstore.DeadLe
 // status, whether the answer carried abort-message, and the answer on one
 // line.
 func (r *replayer) send(ctx context.Context, msg nectarhooks.Message) (int, bool, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(msg.Payload))
+	target := strings.ReplaceAll(r.url, "{account}", url.PathEscape(msg.Account))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(msg.Payload))
 	if err != nil {
 		return 0, false, "", err
 	}

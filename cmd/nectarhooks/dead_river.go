@@ -47,6 +47,7 @@ type riverDead struct {
 // riverArgs is riverqueue.Args as stored.
 type riverArgs struct {
 	ID        string                `json:"id"`
+	Account   string                `json:"account"`
 	Timestamp time.Time             `json:"timestamp"`
 	EventType nectarhooks.EventType `json:"event_type"`
 	Payload   []byte                `json:"payload"`
@@ -98,7 +99,7 @@ func scanRiverDead(row pgx.Row) (riverDead, error) {
 	if err := json.Unmarshal(args, &a); err != nil {
 		return r, fmt.Errorf("job %d: reading its args: %w", r.job, err)
 	}
-	r.letter.Message = nectarhooks.Message{ID: a.ID, Timestamp: a.Timestamp.UTC(), EventType: a.EventType, Payload: a.Payload}
+	r.letter.Message = nectarhooks.Message{ID: a.ID, Account: a.Account, Timestamp: a.Timestamp.UTC(), EventType: a.EventType, Payload: a.Payload}
 	r.letter.FirstFailedAt, r.letter.LastFailedAt = first.UTC(), last.UTC()
 	return r, nil
 }

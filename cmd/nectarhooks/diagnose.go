@@ -49,6 +49,9 @@ func diagnose(v *nectarhooks.Verifier, secret string, h http.Header, body []byte
 		return diagnosis{OK: true, Check: checkVerified, Title: "verified"}
 	}
 	hs := pickHeaders(h)
+	// The version this key checks: v1 for a whsec_ secret, v1a for a
+	// whpk_ public key.
+	want := signatureVersion(strings.TrimSpace(secret))
 	d := diagnosis{Check: checkOf(err), Title: headline(err), Reason: explain(err, v, secret, h, hs, body, now, "the clock", tolerance)}
 	for i, line := range d.Reason {
 		if strings.Contains(line, "with -now") {
@@ -64,8 +67,10 @@ func diagnose(v *nectarhooks.Verifier, secret string, h http.Header, body []byte
 	case d.Check != checkNoSignature:
 	case bodyRepair(v, h, body) != "":
 		d.Check, d.Title = checkBodyChanged, "body changed after signing: "+bodyRepair(v, h, body)
-	case !hasV1(hs.signature):
-		d.Check, d.Title = checkSecretFormat, "signed with another kind of key: "+signatureVersions(hs.signature)
+	case !hasVersion(hs.signature, want):
+		d.Check, d.Title = checkSecretFormat, "signed with another kind of key: "+signatureVersions(hs.signature, want)
+	case want == "v1a":
+		d.Title = "no signature for this key (or the body changed)"
 	default:
 		d.Title = "no signature for this secret (or the body changed)"
 	}
@@ -113,10 +118,11 @@ func bodyRepair(v *nectarhooks.Verifier, h http.Header, body []byte) string {
 	return ""
 }
 
-// hasV1 reports whether a signature header holds a v1 (HMAC) entry.
-func hasV1(sigs string) bool {
+// hasVersion reports whether a signature header holds an entry of version
+// want: "v1" (HMAC) or "v1a" (ed25519).
+func hasVersion(sigs, want string) bool {
 	for _, entry := range strings.Fields(sigs) {
-		if version, _, _ := strings.Cut(entry, ","); version == "v1" {
+		if version, _, _ := strings.Cut(entry, ","); version == want {
 			return true
 		}
 	}
@@ -124,12 +130,13 @@ func hasV1(sigs string) bool {
 }
 
 // signatureVersions lists the versions of a signature header's entries,
-// "v1a", for a title: which kind of key signed, never the signature.
-func signatureVersions(sigs string) string {
+// "v1a", for a title: which kind of key signed, never the signature; want
+// is the version the key checks.
+func signatureVersions(sigs, want string) string {
 	var vs []string
 	for _, entry := range strings.Fields(sigs) {
 		version, _, _ := strings.Cut(entry, ",")
 		vs = append(vs, cut(version, 8))
 	}
-	return strings.Join(vs, " ") + " entries, no v1; is -secret the right kind of key?"
+	return strings.Join(vs, " ") + " entries, no " + want + "; is -secret the right kind of key?"
 }

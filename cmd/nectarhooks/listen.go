@@ -48,11 +48,12 @@ decode, the verdict with its reason, the forward target's answer and
 timings, with a Replay button. Point Svix (through a tunnel), 'nectarhooks
 send' or 'nectarhooks load' at it: a POST to any path is a delivery.
 
-Each delivery is verified with the endpoint's signing secret (-secret, or
+Each delivery is verified with the endpoint's signing secret, or its
+whpk_ public key for ed25519 (v1a) signatures (-secret, or
 $NECTAR_WEBHOOK_SECRET; without either, listen makes one up and prints it,
 for send to use). A delivery that does not verify is answered 401 and
 the line says which check failed: missing headers, a timestamp too old or
-too new (by how much), no signature for this secret, a body changed after
+too new (by how much), no signature for this secret or key, a body changed after
 signing, or a signature made with another kind of key.
 
 -forward-to passes each verified delivery on to your own receiver,
@@ -75,7 +76,7 @@ after the deliveries in flight are answered.
 		flags: func(fs *flag.FlagSet) any {
 			f := &listenFlags{}
 			fs.StringVar(&f.addr, "addr", defaultListenAddr, "listen on `HOST:PORT`; a non-loopback host exposes it to the network")
-			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret; default $"+secretEnv+", else a new one, printed")
+			fs.StringVar(&f.secret, "secret", "", "the endpoint's `whsec_...` signing secret or whpk_... public key; default $"+secretEnv+", else a new one, printed")
 			fs.StringVar(&f.forwardTo, "forward-to", "", "pass verified deliveries on to `URL`, re-signed, and answer with its answer")
 			fs.StringVar(&f.forwardSecret, "forward-secret", "", "re-sign forwarded deliveries with `whsec_...`; default a new one, printed")
 			fs.DurationVar(&f.tolerance, "tolerance", nectarhooks.DefaultTolerance, "accept timestamps up to `D` from now, either way")
