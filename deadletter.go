@@ -3,6 +3,7 @@ package nectarhooks
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -117,16 +118,33 @@ func WithDeadLetters(store DeadLetterStore) Option {
 	}
 }
 
+// DefaultMemoryDeadLetterBytes is how much a MemoryDeadLetters keeps
+// when NewMemoryDeadLetters is given 0: 64 MiB of records.
+const DefaultMemoryDeadLetterBytes = 64 << 20
+
+// ErrDeadLettersFull is returned by MemoryDeadLetters.Record when keeping
+// the record would take the store past its size. A Handler then records
+// nothing and aborts nothing (ErrDeadLetterStore): the delivery keeps its
+// answer without "webhook-delivery: abort-message", so Svix retries it.
+var ErrDeadLettersFull = errors.New("nectarhooks: dead-letter store full")
+
 // MemoryDeadLetters is a DeadLetterStore in the process's memory, for one
 // process: its dead letters are lost with it, so use it where the
 // messages' source can send them again, or in tests; the pgxstore module
-// keeps them in PostgreSQL. It is not bounded: dead letters are few while
-// things go well, and each is a message to act on. Safe for concurrent use.
+// keeps them in PostgreSQL. It is bounded by the bytes of its records
+// (payload, ids, event type and error text), because a bug that fails
+// every message would otherwise fill the process's memory with them and
+// take the process, its queue and every dead letter down together; a full
+// store refuses new records (ErrDeadLettersFull) instead of dropping old
+// ones, so that each refusal is answered as a failure Svix retries. Safe
+// for concurrent use.
 type MemoryDeadLetters struct {
-	mu      sync.Mutex
-	letters map[string]*memoryLetter
-	tokens  uint64
-	now     func() time.Time
+	mu       sync.Mutex
+	letters  map[string]*memoryLetter
+	tokens   uint64
+	now      func() time.Time
+	size     int64 // the bytes of the records kept (recordSize)
+	maxBytes int64
 }
 
 type memoryLetter struct {
@@ -135,22 +153,50 @@ type memoryLetter struct {
 	claimed time.Time // when that claim ends
 }
 
-// NewMemoryDeadLetters returns an empty MemoryDeadLetters.
-func NewMemoryDeadLetters() *MemoryDeadLetters {
-	return &MemoryDeadLetters{letters: make(map[string]*memoryLetter), now: time.Now}
+// NewMemoryDeadLetters returns an empty MemoryDeadLetters that keeps at
+// most maxBytes of records (see recordSize); 0 means
+// DefaultMemoryDeadLetterBytes. It panics if maxBytes is negative.
+func NewMemoryDeadLetters(maxBytes int64) *MemoryDeadLetters {
+	if maxBytes < 0 {
+		panic("nectarhooks: NewMemoryDeadLetters with a negative size")
+	}
+	if maxBytes == 0 {
+		maxBytes = DefaultMemoryDeadLetterBytes
+	}
+	return &MemoryDeadLetters{letters: make(map[string]*memoryLetter), now: time.Now, maxBytes: maxBytes}
 }
 
-// Record implements DeadLetterStore; it keeps a copy of the payload.
+// recordOverhead stands for what a record costs beyond its strings: the
+// map entry, the struct and its times.
+const recordOverhead = 256
+
+// recordSize is what d counts against a MemoryDeadLetters' size.
+func recordSize(d *DeadLetter) int64 {
+	m := &d.Message
+	return int64(len(m.Payload)+len(m.ID)+len(m.Account)+len(m.EventType)+len(d.Error)) + recordOverhead
+}
+
+// Record implements DeadLetterStore; it keeps a copy of the payload. It
+// returns ErrDeadLettersFull, and keeps nothing, when the record would
+// take the store past its size; a record that replaces one of the same
+// message counts only the difference.
 func (s *MemoryDeadLetters) Record(_ context.Context, d DeadLetter) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d.Message.Payload = slices.Clone(d.Message.Payload)
 	k := d.Message.storeKey()
+	size := recordSize(&d)
+	var old int64
 	if l, ok := s.letters[k]; ok {
 		d.Attempts += l.d.Attempts
 		d.FirstFailedAt = l.d.FirstFailedAt
+		old = recordSize(&l.d)
 	}
+	if s.size-old+size > s.maxBytes {
+		return fmt.Errorf("%w: %d of %d bytes kept, the record of %s takes %d", ErrDeadLettersFull, s.size, s.maxBytes, d.Message.ID, size)
+	}
+	d.Message.Payload = slices.Clone(d.Message.Payload)
 	s.letters[k] = &memoryLetter{d: d}
+	s.size += size - old
 	return nil
 }
 
@@ -205,6 +251,7 @@ func (s *MemoryDeadLetters) Remove(_ context.Context, account, id, token string)
 	defer s.mu.Unlock()
 	if l, ok := s.letters[k]; ok && token != "" && l.token == token {
 		delete(s.letters, k)
+		s.size -= recordSize(&l.d)
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func TestDeliveryControlEveryStatusRow(t *testing.T) {
 	for _, row := range dispStatusRows() {
 		t.Run(row.name, func(t *testing.T) {
 			f := newDispFixture(t)
-			dead := nectarhooks.NewMemoryDeadLetters()
+			dead := nectarhooks.NewMemoryDeadLetters(0)
 			opts := append([]nectarhooks.Option{
 				nectarhooks.WithClock(nectarhookstest.FixedClock(dispT0)),
 				nectarhooks.WithErrorHandler(func(context.Context, int, error) {}),
@@ -104,32 +104,32 @@ func TestDeliveryControlRows(t *testing.T) {
 		wantAbort  bool
 		wantIs     []error
 	}{
-		{name: "Permanent error is 500 with abort-message, recorded", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "Permanent error is 500 with abort-message, recorded", dead: nectarhooks.NewMemoryDeadLetters(0),
 			callback: permanent, wantStatus: 500, wantAbort: true,
 			wantIs: []error{nectarhooks.ErrDeadLettered, nectarhooks.ErrPermanent, errRefused}},
 		{name: "Permanent error without WithDeadLetters is 500, retried", callback: permanent, wantStatus: 500,
 			wantIs: []error{nectarhooks.ErrPermanent, errRefused}},
 		{name: "Permanent error the store cannot record is 500 without abort-message",
-			dead:     deadStoreDown{nectarhooks.NewMemoryDeadLetters()},
+			dead:     deadStoreDown{nectarhooks.NewMemoryDeadLetters(0)},
 			callback: permanent, wantStatus: 500,
 			wantIs: []error{nectarhooks.ErrDeadLetterStore, errDeadDown, nectarhooks.ErrPermanent, errRefused}},
-		{name: "other callback error is 500, retried, not recorded", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "other callback error is 500, retried, not recorded", dead: nectarhooks.NewMemoryDeadLetters(0),
 			callback: transient, wantStatus: 500, wantIs: []error{errRefused}},
-		{name: "invalid svix-id is 400, retried, not recorded", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "invalid svix-id is 400, retried, not recorded", dead: nectarhooks.NewMemoryDeadLetters(0),
 			callback: permanent, id: "msg with spaces", wantStatus: 400, wantIs: []error{nectarhooks.ErrInvalidMessageID}},
-		{name: "store unavailable is 503, retried", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "store unavailable is 503, retried", dead: nectarhooks.NewMemoryDeadLetters(0),
 			opts:     []nectarhooks.Option{nectarhooks.WithIdempotency(failingClaims{nectarhooks.NewMemoryStore(0, 0)})},
 			callback: permanent, wantStatus: 503, wantIs: []error{nectarhooks.ErrStoreUnavailable}},
-		{name: "in flight is 409, retried", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "in flight is 409, retried", dead: nectarhooks.NewMemoryDeadLetters(0),
 			opts:     []nectarhooks.Option{nectarhooks.WithIdempotency(claimedStore(t, id))},
 			callback: permanent, wantStatus: 409, wantIs: []error{nectarhooks.ErrInFlight}},
-		{name: "queue full is 503, retried", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "queue full is 503, retried", dead: nectarhooks.NewMemoryDeadLetters(0),
 			opts:     []nectarhooks.Option{nectarhooks.WithQueue(fullQueue{})},
 			callback: permanent, wantStatus: 503, wantIs: []error{nectarhooks.ErrQueueFull}},
-		{name: "processed already is 200", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "processed already is 200", dead: nectarhooks.NewMemoryDeadLetters(0),
 			opts:     []nectarhooks.Option{nectarhooks.WithIdempotency(doneStore(t, id))},
 			callback: permanent, wantStatus: 200},
-		{name: "queued with WithAsync is 202, whatever the callback does later", dead: nectarhooks.NewMemoryDeadLetters(),
+		{name: "queued with WithAsync is 202, whatever the callback does later", dead: nectarhooks.NewMemoryDeadLetters(0),
 			opts:     []nectarhooks.Option{nectarhooks.WithAsync(1, 1)},
 			callback: permanent, wantStatus: 202},
 	} {
@@ -215,7 +215,7 @@ func doneStore(t *testing.T, id string) *nectarhooks.MemoryStore {
 // knows to add the header.
 func TestDispatchReportsDeadLettered(t *testing.T) {
 	f := newDispFixture(t)
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	h, err := nectarhooks.NewHandler(f.secret, nectarhooks.WithClock(nectarhookstest.FixedClock(dispT0)),
 		nectarhooks.WithDeadLetters(dead))
 	require.NoError(t, err)
@@ -257,7 +257,7 @@ func TestDeadLetterStoreFailureStaysInside(t *testing.T) {
 	f := newDispFixture(t)
 	var got error
 	h, err := nectarhooks.NewHandler(f.secret, nectarhooks.WithClock(nectarhookstest.FixedClock(dispT0)),
-		nectarhooks.WithDeadLetters(deadStoreDown{nectarhooks.NewMemoryDeadLetters()}),
+		nectarhooks.WithDeadLetters(deadStoreDown{nectarhooks.NewMemoryDeadLetters(0)}),
 		nectarhooks.WithErrorHandler(func(_ context.Context, _ int, err error) { got = err }))
 	require.NoError(t, err)
 	rr := httptest.NewRecorder()

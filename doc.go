@@ -140,6 +140,8 @@
 //	                                   abort-message (or failed after a WithAsync answer)             500
 //	ErrDeadLetterStore                 the dead letter could not be recorded: not aborted, so
 //	                                   Svix retries                                                   500
+//	ErrDeadLettersFull                 MemoryDeadLetters holds its size of records: Record refuses,
+//	                                   the Handler answers as for ErrDeadLetterStore                  500
 //	ErrPrivateKey                      a whsk_ private key given to a receiver (ErrInvalidSecret too) 500
 //	ErrAlreadyQueued                   not a failure: the Queue holds the message already; answered
 //	                                   as the first delivery was, counted as a duplicate              202

@@ -16,7 +16,7 @@ import (
 // fixed, ReplayDeadLetters runs it again.
 func ExampleWithDeadLetters() {
 	secret := nectarhookstest.NewSecret()
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithDeadLetters(dead),
 		nectarhooks.WithErrorHandler(func(context.Context, int, error) {}))
 	if err != nil {

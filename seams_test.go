@@ -20,7 +20,7 @@ import (
 // again, and does not apply the old state; a stale event is never a dead
 // letter in the first place.
 func TestReplayOfStaleDeadLetter(t *testing.T) {
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	secret := nectarhookstest.NewSecret()
 	signer, err := nectarhookstest.NewSigner(secret)
 	require.NoError(t, err)

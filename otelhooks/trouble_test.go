@@ -21,7 +21,7 @@ import (
 // delivery not answered 2xx and drops to 0 at the first success; the dead
 // letters gauge reads the store.
 func TestTroubleSignals(t *testing.T) {
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	for _, tt := range []struct {
 		name  string
 		async bool

@@ -23,7 +23,7 @@ import (
 // retried eight times and lost.
 func TestLoadRetryHonoursAbortMessage(t *testing.T) {
 	secret := nectarhookstest.NewSecret()
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	h, err := nectarhooks.NewHandler(secret, nectarhooks.WithDeadLetters(dead),
 		nectarhooks.WithErrorHandler(func(context.Context, int, error) {}))
 	require.NoError(t, err)

@@ -107,7 +107,7 @@ func newReceiver(secret string, workers int, reg *prometheus.Registry, logger *s
 	// Messages given up on are kept for a replay (alerts.yml watches
 	// them); use pgxstore.NewDeadLetters where they must outlive the
 	// process.
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	opts := []nectarhooks.Option{nectarhooks.WithObserver(obs), nectarhooks.WithLogger(logger),
 		nectarhooks.WithDeadLetters(dead)}
 	if workers > 0 {

@@ -74,7 +74,7 @@ func lambdaAnswer(err error) (int, map[string]string) {
 // a processed message re-processed.
 func TestDeadLetterFragments(t *testing.T) {
 	secret := nectarhookstest.NewSecret()
-	dead := nectarhooks.NewMemoryDeadLetters()
+	dead := nectarhooks.NewMemoryDeadLetters(0)
 	h, err := deadLetterHandler(secret, dead)
 	require.NoError(t, err)
 	saved := 0

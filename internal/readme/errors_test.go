@@ -46,6 +46,7 @@ var documentedErrors = map[string]error{
 	"ErrPermanent":           nectarhooks.ErrPermanent,
 	"ErrDeadLettered":        nectarhooks.ErrDeadLettered,
 	"ErrDeadLetterStore":     nectarhooks.ErrDeadLetterStore,
+	"ErrDeadLettersFull":     nectarhooks.ErrDeadLettersFull,
 	"ErrUnknownAccount":      nectarhooks.ErrUnknownAccount,
 	"ErrKeyLookup":           nectarhooks.ErrKeyLookup,
 	"ErrPrivateKey":          nectarhooks.ErrPrivateKey,
