@@ -180,6 +180,13 @@ var errBacklog = fmt.Errorf("%w: too many deliveries waiting for an insert", nec
 // insert until WithInsertTimeout or its context ended.
 var errNoSlot = fmt.Errorf("%w: no insert slot became free", nectarhooks.ErrQueueFull)
 
+// KeepsAccounts makes Queue a nectarhooks.AccountQueue, which
+// nectarhooks.NewAccountHandler takes: a job keeps Message.Account
+// (Args.Account) and is unique by account and id.
+func (q *Queue[TTx]) KeepsAccounts() {}
+
+var _ nectarhooks.AccountQueue = (*Queue[any])(nil)
+
 // Enqueue inserts the job of msg and commits it. A redelivery of a message
 // whose job exists (available, running, retryable or completed and not yet
 // deleted), or one that shared an insert with an earlier delivery of the
@@ -194,13 +201,6 @@ var errNoSlot = fmt.Errorf("%w: no insert slot became free", nectarhooks.ErrQueu
 // twice WithInsertTimeout. Once its insert has begun it waits for the
 // commit, also when ctx ends (an insert under way cannot be taken back, and
 // the wait is bounded by WithInsertTimeout).
-// KeepsAccounts makes Queue a nectarhooks.AccountQueue, which
-// nectarhooks.NewAccountHandler takes: a job keeps Message.Account
-// (Args.Account) and is unique by account and id.
-func (q *Queue[TTx]) KeepsAccounts() {}
-
-var _ nectarhooks.AccountQueue = (*Queue[any])(nil)
-
 func (q *Queue[TTx]) Enqueue(ctx context.Context, msg nectarhooks.Message) error {
 	in := &insert{args: NewArgs(msg), ready: make(chan struct{})}
 	if q.inject != nil {
