@@ -2,8 +2,11 @@ package nectarhookstest
 
 import (
 	"bufio"
+	"crypto/md5"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,8 +54,8 @@ const probeTimeout = 5 * time.Second
 // when the server refuses the role or the database (SQLSTATE 3D000, 28000
 // or 28P01), with one saying how to create them. Under the CI variable it
 // fails the test instead, so that a CI run cannot pass by skipping. Tests
-// should keep to tables (or databases) of their own, since others may
-// share the server.
+// should keep to tables (or databases, which PostgresDatabase makes) of
+// their own, since others may share the server.
 //
 // The check starts no authentication: a server that asks for a password
 // is taken as ready, and the test's own connection authenticates with the
@@ -73,6 +77,63 @@ func PostgresURL(tb testing.TB) string {
 		skipOrFail(tb, problem)
 	}
 	return raw
+}
+
+// PostgresDatabase creates a database of the test's own on the server of
+// PostgresURL, named prefix followed by 12 random hexadecimal digits, and
+// returns its URL: PostgresURL's with the new database in place of its
+// own. The database is dropped when the test ends (WITH (FORCE), so that
+// connections the test left open do not keep it), after the cleanups
+// registered later, such as the closing of the test's pools. It skips or
+// fails the test as PostgresURL does. prefix must be lower-case letters,
+// digits and underscores, starting with a letter or an underscore, at most
+// 50 of them ("nh_river_", say), so that the name needs no quoting.
+//
+// It speaks PostgreSQL's wire protocol itself, as PostgresURL does, and
+// so authenticates by trust, password, md5 or SCRAM-SHA-256, over TLS as
+// PostgresURL's sslmode asks (not verify-ca or verify-full).
+func PostgresDatabase(tb testing.TB, prefix string) string {
+	tb.Helper()
+	if !validDatabasePrefix(prefix) {
+		tb.Fatalf("PostgresDatabase: prefix %q is not 1 to 50 lower-case letters, digits and underscores starting with a letter or underscore", prefix)
+	}
+	u, err := url.Parse(PostgresURL(tb))
+	if err != nil {
+		tb.Fatal(err) // PostgresURL has parsed it
+	}
+	var random [6]byte
+	rand.Read(random[:]) // never fails, as of Go 1.24
+	name := prefix + hex.EncodeToString(random[:])
+	if err := execPostgres(u, "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("creating database %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		if err := execPostgres(u, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			tb.Errorf("dropping database %s: %v", name, err)
+		}
+	})
+	own := *u // u, the server's own database, is the cleanup's
+	own.Path, own.RawPath = "/"+name, ""
+	if q := own.Query(); q.Has("dbname") { // it wins over the path
+		q.Set("dbname", name)
+		own.RawQuery = q.Encode()
+	}
+	return own.String()
+}
+
+// validDatabasePrefix reports whether prefix makes, followed by random
+// digits, a database name that needs no quoting and fits PostgreSQL's 63
+// bytes.
+func validDatabasePrefix(prefix string) bool {
+	if prefix == "" || len(prefix) > 50 || prefix[0] >= '0' && prefix[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(prefix) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // RedisAddr returns the host:port of the Redis server tests use
@@ -140,28 +201,13 @@ const startPostgres = "start one (Debian: apt-get install postgresql, then pg_ct
 
 // checkPostgres returns why tests cannot use the server of u, or "".
 func checkPostgres(u *url.URL) string {
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "5432")
-	}
-	conn, problem := dial("PostgreSQL", PostgresURLEnv, addr, startPostgres)
-	if problem != "" {
+	conn, addr, problem := dialPostgres(u)
+	if problem != "" || conn == nil {
 		return problem
 	}
 	defer conn.Close()
-	q := u.Query()
-	switch q.Get("sslmode") {
-	case "verify-ca", "verify-full":
-		return "" // reachable; the handshake needs certificates
-	case "", "prefer", "require":
-		var err error
-		if conn, err = negotiateTLS(conn); err != nil {
-			return notPostgres(addr, err)
-		}
-		defer conn.Close()
-	}
 	usr, db := postgresUserDatabase(u)
-	problem, err := startSession(conn, usr, db)
+	_, problem, err := startSession(conn, usr, db, "", false)
 	switch {
 	case err != nil:
 		return notPostgres(addr, err)
@@ -172,6 +218,35 @@ func checkPostgres(u *url.URL) string {
 			addr, PostgresURLEnv, usr, db, problem, usr, usr, db, usr, db, usr, PostgresURLEnv)
 	}
 	return ""
+}
+
+// dialPostgres connects to the server of u, over TLS when u's sslmode asks
+// for it and the server offers it, or returns the problem. With sslmode
+// verify-ca or verify-full, whose certificates it does not have, it
+// returns no connection and no problem once the server has answered over
+// TCP.
+func dialPostgres(u *url.URL) (conn net.Conn, addr, problem string) {
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	conn, problem = dial("PostgreSQL", PostgresURLEnv, addr, startPostgres)
+	if problem != "" {
+		return nil, addr, problem
+	}
+	switch u.Query().Get("sslmode") {
+	case "verify-ca", "verify-full":
+		conn.Close()
+		return nil, addr, ""
+	case "", "prefer", "require":
+		tc, err := negotiateTLS(conn)
+		if err != nil {
+			conn.Close()
+			return nil, addr, notPostgres(addr, err)
+		}
+		conn = tc
+	}
+	return conn, addr, ""
 }
 
 func notPostgres(addr string, err error) string {
@@ -244,12 +319,16 @@ var refusals = map[string]bool{
 }
 
 // startSession starts a session as usr on database db (StartupMessage,
-// protocol 3.0) and reads the answers up to ReadyForQuery, then ends it
-// (Terminate). It returns the problem when the server refused the user or
-// the database, and an error when the server did not answer as PostgreSQL
-// does. A server that asks for authentication has found usr acceptable so
-// far: the check stops there, with neither.
-func startSession(conn net.Conn, usr, db string) (problem string, err error) {
+// protocol 3.0) and reads the answers up to ReadyForQuery. It returns the
+// problem when the server refused the user or the database, and an error
+// when the server did not answer as PostgreSQL does.
+//
+// Without login it only checks: a server that asks for authentication has
+// found usr acceptable so far, and the check stops there, with neither; an
+// open session is ended at once (Terminate). With login it answers a
+// request for the password in clear text or MD5 with password, and returns
+// the open session's reader for the queries that follow.
+func startSession(conn net.Conn, usr, db, password string, login bool) (r *bufio.Reader, problem string, err error) {
 	var msg []byte
 	msg = binary.BigEndian.AppendUint32(msg, 0) // the length, set below
 	msg = binary.BigEndian.AppendUint32(msg, 3<<16)
@@ -259,48 +338,148 @@ func startSession(conn net.Conn, usr, db string) (problem string, err error) {
 	msg = append(msg, 0)
 	binary.BigEndian.PutUint32(msg, uint32(len(msg)))
 	if _, err := conn.Write(msg); err != nil {
-		return "", err
+		return nil, "", err
 	}
-	r := bufio.NewReader(conn)
+	r = bufio.NewReader(conn)
+	var sc *scram   // the SCRAM exchange under way, if the server asked for one
 	for range 100 { // a session starts in a handful of messages
-		var head [5]byte
-		if _, err := io.ReadFull(r, head[:]); err != nil {
-			return "", fmt.Errorf("reading the answer to StartupMessage: %w", err)
+		typ, body, err := readMessage(r)
+		if err != nil {
+			return nil, "", fmt.Errorf("reading the answer to StartupMessage: %w", err)
 		}
-		n := int(binary.BigEndian.Uint32(head[1:])) - 4
-		if n < 0 || n > 1<<20 {
-			return "", fmt.Errorf("answered StartupMessage with a message %q of length %d", head[0], n+4)
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return "", fmt.Errorf("reading the answer to StartupMessage: %w", err)
-		}
-		switch head[0] {
+		switch typ {
 		case 'R': // Authentication*
-			if n < 4 {
-				return "", errors.New("answered StartupMessage with a short Authentication message")
+			if len(body) < 4 {
+				return nil, "", errors.New("answered StartupMessage with a short Authentication message")
 			}
-			if binary.BigEndian.Uint32(body) != 0 {
-				return "", nil // a password is asked for: the test's connection gives it
+			switch code := binary.BigEndian.Uint32(body); {
+			case code == 0: // AuthenticationOk: the role and database are checked next.
+			case !login:
+				return nil, "", nil // a password is asked for: the test's connection gives it
+			case code == 3: // AuthenticationCleartextPassword
+				err = writeMessage(conn, 'p', password)
+			case code == 5 && len(body) == 8: // AuthenticationMD5Password, with its salt
+				inner := md5.Sum([]byte(password + usr))
+				outer := md5.Sum(append([]byte(hex.EncodeToString(inner[:])), body[4:]...))
+				err = writeMessage(conn, 'p', "md5"+hex.EncodeToString(outer[:]))
+			case code == 10: // AuthenticationSASL, with its mechanisms
+				if !slices.Contains(strings.Split(string(body[4:]), "\x00"), "SCRAM-SHA-256") {
+					return nil, "", fmt.Errorf("asks for SASL with none of SCRAM-SHA-256 among %q", body[4:])
+				}
+				sc = newSCRAM("", password, "")
+				first := sc.first()
+				initial := binary.BigEndian.AppendUint32(append([]byte("SCRAM-SHA-256"), 0), uint32(len(first)))
+				err = writeRaw(conn, 'p', append(initial, first...))
+			case code == 11 && sc != nil: // AuthenticationSASLContinue: server-first-message
+				var final string
+				if final, err = sc.final(string(body[4:])); err == nil {
+					err = writeRaw(conn, 'p', []byte(final))
+				}
+			case code == 12 && sc != nil: // AuthenticationSASLFinal: server-final-message
+				err = sc.verify(string(body[4:]))
+			default:
+				return nil, "", fmt.Errorf("asks for authentication of type %d; only trust, password, md5 and SCRAM-SHA-256 are spoken here", code)
 			}
-			// AuthenticationOk: the role and database are checked next.
+			if err != nil {
+				return nil, "", err
+			}
 		case 'E': // ErrorResponse
 			code, text := errorFields(body)
 			if refusals[code] {
-				return text + " (SQLSTATE " + code + ")", nil
+				return nil, text + " (SQLSTATE " + code + ")", nil
+			}
+			if login {
+				return nil, "", errors.New(text + " (SQLSTATE " + code + ")")
 			}
 			// Something passing (too many connections, starting up): the
 			// test's own connection will say.
-			return "", nil
+			return nil, "", nil
 		case 'Z': // ReadyForQuery: the session is open
-			conn.Write([]byte{'X', 0, 0, 0, 4}) // Terminate
-			return "", nil
+			if !login {
+				conn.Write([]byte{'X', 0, 0, 0, 4}) // Terminate
+			}
+			return r, "", nil
 		case 'S', 'K', 'N', 'v': // ParameterStatus, BackendKeyData, NoticeResponse, NegotiateProtocolVersion
 		default:
-			return "", fmt.Errorf("answered StartupMessage with a message of type %q", head[0])
+			return nil, "", fmt.Errorf("answered StartupMessage with a message of type %q", typ)
 		}
 	}
-	return "", errors.New("no ReadyForQuery after 100 messages")
+	return nil, "", errors.New("no ReadyForQuery after 100 messages")
+}
+
+// readMessage reads one backend message: its type and body.
+func readMessage(r *bufio.Reader) (typ byte, body []byte, err error) {
+	var head [5]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(head[1:])) - 4
+	if n < 0 || n > 1<<20 {
+		return 0, nil, fmt.Errorf("a message %q of length %d", head[0], n+4)
+	}
+	body = make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return head[0], body, nil
+}
+
+// writeMessage writes a frontend message of type typ whose body is text,
+// NUL-terminated (Query and PasswordMessage).
+func writeMessage(conn net.Conn, typ byte, text string) error {
+	return writeRaw(conn, typ, append([]byte(text), 0))
+}
+
+// writeRaw writes a frontend message of type typ with body as it is
+// (SASLInitialResponse and SASLResponse, which are not NUL-terminated).
+func writeRaw(conn net.Conn, typ byte, body []byte) error {
+	msg := binary.BigEndian.AppendUint32([]byte{typ}, uint32(4+len(body)))
+	_, err := conn.Write(append(msg, body...))
+	return err
+}
+
+// execPostgres runs statement (simple query protocol) in a session of its
+// own on the server and database of u, as u's user, and returns the
+// server's error, if any.
+func execPostgres(u *url.URL, statement string) error {
+	conn, _, problem := dialPostgres(u)
+	switch {
+	case problem != "":
+		return errors.New(problem)
+	case conn == nil:
+		return errors.New("sslmode verify-ca and verify-full are not spoken here: use sslmode require or disable")
+	}
+	defer conn.Close()
+	// Longer than a check's: CREATE DATABASE copies a template, and DROP
+	// ends the sessions left in it, on a server other tests keep busy.
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	usr, db := postgresUserDatabase(u)
+	password, _ := u.User.Password()
+	r, problem, err := startSession(conn, usr, db, password, true)
+	switch {
+	case err != nil:
+		return err
+	case problem != "":
+		return errors.New(problem)
+	}
+	if err := writeMessage(conn, 'Q', statement); err != nil {
+		return err
+	}
+	var failed error
+	for {
+		typ, body, err := readMessage(r)
+		if err != nil {
+			return fmt.Errorf("reading the answer to %q: %w", statement, err)
+		}
+		switch typ {
+		case 'E':
+			code, text := errorFields(body)
+			failed = errors.New(text + " (SQLSTATE " + code + ")")
+		case 'Z': // ReadyForQuery: the statement is done
+			conn.Write([]byte{'X', 0, 0, 0, 4}) // Terminate
+			return failed
+		}
+	}
 }
 
 // errorFields returns the SQLSTATE and the "SEVERITY: message" of an

@@ -446,3 +446,18 @@ func TestServerVerdictsKept(t *testing.T) {
 	assert.Equal(t, int64(1), pgConns.Load(), "PostgreSQL connections")
 	assert.Equal(t, int64(1), redisConns.Load(), "Redis connections")
 }
+
+// TestPostgresDatabaseBadPrefix checks that a prefix that would need
+// quoting, or make too long a name, fails the test before any database is
+// made. (TestPostgresDatabase, beside the package, makes them.)
+func TestPostgresDatabaseBadPrefix(t *testing.T) {
+	nectarhookstest.PostgresURL(t)
+	for _, prefix := range []string{"", "Nh_", "nh-river", "nh; DROP DATABASE test; --", "9nh", strings.Repeat("n", 51)} {
+		t.Run(prefix, func(t *testing.T) {
+			v := verdict(t, func(tb testing.TB) { nectarhookstest.PostgresDatabase(tb, prefix) })
+			assert.Empty(t, v.skipped)
+			require.Len(t, v.fatal, 1)
+			assert.Contains(t, v.fatal[0], "PostgresDatabase: prefix")
+		})
+	}
+}

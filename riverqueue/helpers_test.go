@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -57,29 +56,7 @@ func newDatabase(tb testing.TB) string {
 // when the test ends. It returns the database's URL.
 func newEmptyDatabase(tb testing.TB) string {
 	tb.Helper()
-	admin := nectarhookstest.PostgresURL(tb)
-	ctx := context.Background()
-	name := "nh_river_" + randomHex(tb, 6)
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(tb, err)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	conn.Close(ctx)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	return u.String()
+	return nectarhookstest.PostgresDatabase(tb, "nh_river_")
 }
 
 func randomHex(tb testing.TB, n int) string {

@@ -3,17 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,13 +25,13 @@ import (
 // N, each once, and exits cleanly on SIGTERM.
 func TestCrashedIntakeLosesNothing(t *testing.T) {
 	const n = 60
-	bin := build(t)
-	env := testEnv(t)
+	env := exampletest.NewEnv(t, "nh_river_")
+	bin := exampletest.Build(t, "durable")
 
-	intake := start(t, bin, env, "-mode", "intake", "-addr", "127.0.0.1:0")
+	intake := env.Start(t, bin, "-mode", "intake", "-addr", "127.0.0.1:0")
 	addr := intake.WaitFor(t, "listening")["addr"].(string)
 	target := "http://" + addr + "/webhooks/nectar"
-	signer, err := nectarhookstest.NewSigner(env.secret)
+	signer, err := nectarhookstest.NewSigner(env.Secret)
 	require.NoError(t, err)
 	ids := make([]string, n)
 	for i := range ids {
@@ -47,11 +43,11 @@ func TestCrashedIntakeLosesNothing(t *testing.T) {
 	require.NoError(t, intake.Signal(syscall.SIGKILL))
 	intake.Wait(t)
 
-	db := env.pool(t)
+	db := newPool(t, env.DatabaseURL)
 	assert.Equal(t, n, count(t, db, "SELECT count(*) FROM river_job WHERE state = 'available'"), "one job per message, on disk")
 	assert.Equal(t, 0, count(t, db, "SELECT count(*) FROM nectar_messages"), "nothing processed before the worker")
 
-	worker := start(t, bin, env, "-mode", "worker")
+	worker := env.Start(t, bin, "-mode", "worker")
 	worker.WaitFor(t, "working")
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
@@ -79,11 +75,11 @@ func TestCrashedIntakeLosesNothing(t *testing.T) {
 // then shuts it down with SIGTERM.
 func TestBothModes(t *testing.T) {
 	const n = 20
-	bin := build(t)
-	env := testEnv(t)
-	p := start(t, bin, env, "-addr", "127.0.0.1:0") // -mode both by default
+	env := exampletest.NewEnv(t, "nh_river_")
+	bin := exampletest.Build(t, "durable")
+	p := env.Start(t, bin, "-addr", "127.0.0.1:0") // -mode both by default
 	addr := p.WaitFor(t, "listening")["addr"].(string)
-	signer, err := nectarhookstest.NewSigner(env.secret)
+	signer, err := nectarhookstest.NewSigner(env.Secret)
 	require.NoError(t, err)
 	ids := make([]string, n)
 	for i := range ids {
@@ -92,7 +88,7 @@ func TestBothModes(t *testing.T) {
 	statuses := deliverConcurrently(t, signer, "http://"+addr+"/webhooks/nectar", ids, 3)
 	require.Equal(t, map[int]int{http.StatusAccepted: 3 * n}, statuses)
 
-	db := env.pool(t)
+	db := newPool(t, env.DatabaseURL)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM nectar_messages") == n
 	}, exampletest.Wait, 50*time.Millisecond)
@@ -109,18 +105,18 @@ func TestBothModes(t *testing.T) {
 // no error (a pool closed too early would).
 func TestReplicasStartTogether(t *testing.T) {
 	const replicas, n = 3, 30
-	bin := build(t)
-	env := testEnv(t)
+	env := exampletest.NewEnv(t, "nh_river_")
+	bin := exampletest.Build(t, "durable")
 	procs := make([]*exampletest.Process, replicas)
 	for i := range procs {
-		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0")
+		procs[i] = env.Start(t, bin, "-addr", "127.0.0.1:0")
 	}
 	targets := make([]string, replicas)
 	for i, p := range procs {
 		targets[i] = "http://" + p.WaitFor(t, "listening")["addr"].(string) + "/webhooks/nectar"
 	}
 
-	signer, err := nectarhookstest.NewSigner(env.secret)
+	signer, err := nectarhookstest.NewSigner(env.Secret)
 	require.NoError(t, err)
 	ids := make([]string, n)
 	for i := range ids {
@@ -131,7 +127,7 @@ func TestReplicasStartTogether(t *testing.T) {
 		require.Equal(t, map[int]int{http.StatusAccepted: n}, statuses, "%s serves", target)
 	}
 
-	db := env.pool(t)
+	db := newPool(t, env.DatabaseURL)
 	require.Eventually(t, func() bool {
 		return count(t, db, "SELECT count(*) FROM river_job WHERE state = 'completed'") == n
 	}, exampletest.Wait, 50*time.Millisecond, "the replicas complete every job")
@@ -196,52 +192,10 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// build compiles the example into a temporary directory.
-func build(t *testing.T) string {
+// newPool opens a pool on dbURL, closed when the test ends.
+func newPool(t *testing.T, dbURL string) *pgxpool.Pool {
 	t.Helper()
-	nectarhookstest.PostgresURL(t) // skip before building when there is no server
-	return exampletest.Build(t, "durable")
-}
-
-// environment is a database of the test's own and a secret.
-type environment struct {
-	dbURL, secret string
-}
-
-// testEnv creates a database of the test's own, dropped when it ends.
-func testEnv(t *testing.T) environment {
-	t.Helper()
-	admin := nectarhookstest.PostgresURL(t)
-	ctx := context.Background()
-	b := make([]byte, 6)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	name := "nh_river_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(t, err)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	conn.Close(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return environment{dbURL: u.String(), secret: nectarhookstest.NewSecret()}
-}
-
-func (e environment) pool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), e.dbURL)
+	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return pool
@@ -255,12 +209,6 @@ func count(t *testing.T, pool *pgxpool.Pool, query string) int {
 		return 0
 	}
 	return int(*n)
-}
-
-// start runs the example with env's database and secret.
-func start(t *testing.T, bin string, env environment, args ...string) *exampletest.Process {
-	t.Helper()
-	return exampletest.Start(t, bin, []string{"DATABASE_URL=" + env.dbURL, "NECTAR_WEBHOOK_SECRET=" + env.secret}, args...)
 }
 
 // deliverConcurrently sends every message attempts times, all at once

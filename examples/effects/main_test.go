@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,41 +36,15 @@ type replica struct {
 // ends, and returns its URL.
 func newDatabase(t testing.TB) string {
 	t.Helper()
-	admin := nectarhookstest.PostgresURL(t)
-	ctx := context.Background()
-	b := make([]byte, 6)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	name := "nh_effects_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(t, err)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	conn.Close(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return u.String()
+	return nectarhookstest.PostgresDatabase(t, "nh_effects_")
 }
 
-// startReplicas starts three replicas, a, b and c, on one database.
-func startReplicas(t *testing.T, bin, dbURL, secret string, args ...string) []*replica {
+// startReplicas starts three replicas, a, b and c, on env's database.
+func startReplicas(t *testing.T, bin string, env exampletest.Env, args ...string) []*replica {
 	t.Helper()
-	env := []string{"DATABASE_URL=" + dbURL, "NECTAR_WEBHOOK_SECRET=" + secret}
 	var rs []*replica
 	for _, name := range []string{"a", "b", "c"} {
-		p := exampletest.Start(t, bin, env, append([]string{"-addr", "127.0.0.1:0", "-replica", name}, args...)...)
+		p := env.Start(t, bin, append([]string{"-addr", "127.0.0.1:0", "-replica", name}, args...)...)
 		rs = append(rs, &replica{name: name, p: p})
 	}
 	for _, r := range rs {
@@ -222,10 +192,9 @@ func TestExactlyOnceEffects(t *testing.T) {
 // takeovers.
 func exactlyOnceRun(t *testing.T, bin, mode string, args []string) int {
 	const messages, copies, senders = 600, 2, 24
-	dbURL := newDatabase(t)
-	secret := nectarhookstest.NewSecret()
-	rs := startReplicas(t, bin, dbURL, secret, args...)
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	env := exampletest.NewEnv(t, "nh_effects_")
+	rs := startReplicas(t, bin, env, args...)
+	pool, err := pgxpool.New(context.Background(), env.DatabaseURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 
@@ -238,7 +207,7 @@ func exactlyOnceRun(t *testing.T, bin, mode string, args []string) int {
 		}
 	}
 	mathrand.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
-	s := newSender(t, secret, rs)
+	s := newSender(t, env.Secret, rs)
 	s.sendAll(t, ds, senders, func() {
 		rs[0].dead.Store(true)
 		require.NoError(t, rs[0].p.Signal(syscall.SIGKILL))
@@ -280,10 +249,9 @@ func TestEventOrder(t *testing.T) {
 	for _, mode := range []string{"pgxstore", "river"} {
 		t.Run(mode, func(t *testing.T) {
 			const connections, updates = 200, 5
-			dbURL := newDatabase(t)
-			secret := nectarhookstest.NewSecret()
-			rs := startReplicas(t, bin, dbURL, secret, "-mode", mode, "-callback-timeout", "2s")
-			pool, err := pgxpool.New(context.Background(), dbURL)
+			env := exampletest.NewEnv(t, "nh_effects_")
+			rs := startReplicas(t, bin, env, "-mode", mode, "-callback-timeout", "2s")
+			pool, err := pgxpool.New(context.Background(), env.DatabaseURL)
 			require.NoError(t, err)
 			t.Cleanup(pool.Close)
 
@@ -306,7 +274,7 @@ func TestEventOrder(t *testing.T) {
 				}
 				newest[id] = fmt.Sprintf("STATUS_%d", updates-1)
 			}
-			s := newSender(t, secret, rs)
+			s := newSender(t, env.Secret, rs)
 			s.sendAll(t, first, 24, nil)
 			mathrand.Shuffle(len(retried), func(i, j int) { retried[i], retried[j] = retried[j], retried[i] })
 			s.sendAll(t, retried, 24, nil)

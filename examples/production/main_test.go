@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,11 +32,11 @@ import (
 // The replicas' metrics show it, and each shuts down cleanly on SIGTERM.
 func TestReplicasRunEachMessageOnce(t *testing.T) {
 	const replicas, n = 3, 40
-	bin := build(t)
-	env := testEnv(t)
+	env := exampletest.NewEnv(t, "nh_production_")
+	bin := exampletest.Build(t, "production")
 	procs := make([]*exampletest.Process, replicas)
 	for i := range procs {
-		procs[i] = start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+		procs[i] = env.Start(t, bin, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
 	}
 	targets := make([]string, replicas)
 	metricsURLs := make([]string, replicas)
@@ -49,12 +45,12 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 		targets[i] = "http://" + rec["addr"].(string) + "/webhooks/nectar"
 		metricsURLs[i] = "http://" + rec["metrics_addr"].(string) + "/metrics"
 	}
-	d := newDeliverer(t, env.secret)
+	d := newDeliverer(t, env.Secret)
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = nectarhookstest.NewMessageID()
 	}
-	db := env.pool(t)
+	db := newPool(t, env.DatabaseURL)
 
 	// Every message to every replica at once: one job each.
 	statuses := d.deliverAll(t, ids, targets)
@@ -110,17 +106,17 @@ func TestReplicasRunEachMessageOnce(t *testing.T) {
 // replica stops at once with River's missing table in its error; after a
 // migrating replica ran, it serves.
 func TestMigrateFalse(t *testing.T) {
-	bin := build(t)
-	env := testEnv(t)
-	p := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
+	env := exampletest.NewEnv(t, "nh_production_")
+	bin := exampletest.Build(t, "production")
+	p := env.Start(t, bin, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
 	assert.Equal(t, 1, p.Wait(t))
 	assert.Contains(t, p.Output(), "river_")
 
-	first := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
+	first := env.Start(t, bin, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0")
 	first.WaitFor(t, "listening")
-	second := start(t, bin, env, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
+	second := env.Start(t, bin, "-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-migrate=false")
 	addr := second.WaitFor(t, "listening")["addr"].(string)
-	d := newDeliverer(t, env.secret)
+	d := newDeliverer(t, env.Secret)
 	assert.Equal(t, map[int]int{http.StatusAccepted: 1}, d.deliverAll(t, []string{nectarhookstest.NewMessageID()}, []string{"http://" + addr + "/webhooks/nectar"}))
 	for _, p := range []*exampletest.Process{first, second} {
 		require.NoError(t, p.Signal(syscall.SIGTERM))
@@ -183,53 +179,10 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// build compiles the example into a temporary directory.
-func build(t *testing.T) string {
+// newPool opens a pool on dbURL, closed when the test ends.
+func newPool(t *testing.T, dbURL string) *pgxpool.Pool {
 	t.Helper()
-	nectarhookstest.PostgresURL(t) // skip before building when there is no server
-	return exampletest.Build(t, "production")
-}
-
-// environment is a database of the test's own and a secret.
-type environment struct {
-	dbURL, secret string
-}
-
-// testEnv creates an empty database of the test's own, dropped when it
-// ends.
-func testEnv(t *testing.T) environment {
-	t.Helper()
-	admin := nectarhookstest.PostgresURL(t)
-	ctx := context.Background()
-	b := make([]byte, 6)
-	_, err := rand.Read(b)
-	require.NoError(t, err)
-	name := "nh_production_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(t, err)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	conn.Close(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return environment{dbURL: u.String(), secret: nectarhookstest.NewSecret()}
-}
-
-func (e environment) pool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), e.dbURL)
+	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return pool
@@ -243,12 +196,6 @@ func count(t *testing.T, pool *pgxpool.Pool, query string) int {
 		return 0
 	}
 	return int(*n)
-}
-
-// start runs the example with env's database and secret.
-func start(t *testing.T, bin string, env environment, args ...string) *exampletest.Process {
-	t.Helper()
-	return exampletest.Start(t, bin, []string{"DATABASE_URL=" + env.dbURL, "NECTAR_WEBHOOK_SECRET=" + env.secret}, args...)
 }
 
 // deliverer sends signed deliveries as Svix does: every attempt of a

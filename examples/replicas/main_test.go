@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,86 +22,24 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nectarhooks/nectarhooks"
+	"github.com/nectarhooks/nectarhooks/internal/exampletest"
 	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // receiver is one running process of the command.
 type receiver struct {
 	name string
-	cmd  *exec.Cmd
+	p    *exampletest.Process
 	url  string
 	dead atomic.Bool
 }
 
-// buildReceiver builds the command into a temporary directory, once per
-// test binary.
-var buildReceiver = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "nectarhooks-replicas-")
-	if err != nil {
-		return "", err
-	}
-	buildDir = dir
-	bin := filepath.Join(dir, "receiver")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-// buildDir holds the built command, once built.
-var buildDir string
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// startReceiver starts one process with args and waits for its
+// startReceiver starts one process of bin with args and waits for its
 // "listening" log line.
-func startReceiver(t *testing.T, name string, env []string, args ...string) *receiver {
+func startReceiver(t *testing.T, bin, name string, env []string, args ...string) *receiver {
 	t.Helper()
-	bin, err := buildReceiver()
-	require.NoError(t, err)
-	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-replica", name}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	r := &receiver{name: name, cmd: cmd}
-	t.Cleanup(func() {
-		if !r.dead.Load() {
-			cmd.Process.Signal(syscall.SIGTERM)
-		}
-		cmd.Wait()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		// Read every line, so that the process never blocks on a full
-		// pipe; keep the address of the first "listening" line.
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg, Addr string
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				addr <- line.Addr
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case a, ok := <-addr:
-		require.True(t, ok, "%s exited before listening", name)
-		r.url = "http://" + a + "/webhooks/nectar"
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not start listening", name)
-	}
-	return r
+	p := exampletest.Start(t, bin, env, append([]string{"-addr", "127.0.0.1:0", "-replica", name}, args...)...)
+	return &receiver{name: name, p: p, url: "http://" + p.WaitFor(t, "listening")["addr"].(string) + "/webhooks/nectar"}
 }
 
 func randomSuffix() string {
@@ -132,6 +65,7 @@ func TestReplicasProcesses(t *testing.T) {
 		t.Skip("starts three processes and sends thousands of deliveries")
 	}
 	pgURL := nectarhookstest.PostgresURL(t)
+	bin := exampletest.Build(t, "receiver")
 	tests := []struct {
 		store string
 		args  func(suffix string) []string
@@ -167,14 +101,14 @@ func TestReplicasProcesses(t *testing.T) {
 				"-callback-timeout", "1s", "-fail-rate", "0.03"}, tt.args(suffix)...)
 			var replicas []*receiver
 			for _, name := range []string{"a", "b", "c"} {
-				replicas = append(replicas, startReceiver(t, name, env, args...))
+				replicas = append(replicas, startReceiver(t, bin, name, env, args...))
 			}
 
 			const messages, copies, senders = 1500, 2, 24
 			sent := runLoad(t, secret, replicas, messages, copies, senders, func() {
 				// In the middle of the run: kill replica a outright.
 				replicas[0].dead.Store(true)
-				require.NoError(t, replicas[0].cmd.Process.Kill())
+				require.NoError(t, replicas[0].p.Signal(os.Kill))
 			})
 
 			counts := runCounts(t, pool, runsTable)
@@ -333,8 +267,9 @@ func TestReplicasMemoryStoreDoesNotShare(t *testing.T) {
 	t.Cleanup(func() { pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{runsTable}.Sanitize()) })
 	secret := nectarhookstest.NewSecret()
 	env := []string{secretEnv + "=" + secret, postgresEnv + "=" + pgURL}
-	a := startReceiver(t, "a", env, "-store", "memory", "-runs-table", runsTable)
-	b := startReceiver(t, "b", env, "-store", "memory", "-runs-table", runsTable)
+	bin := exampletest.Build(t, "receiver")
+	a := startReceiver(t, bin, "a", env, "-store", "memory", "-runs-table", runsTable)
+	b := startReceiver(t, bin, "b", env, "-store", "memory", "-runs-table", runsTable)
 	signer, err := nectarhookstest.NewSigner(secret)
 	require.NoError(t, err)
 	payload := nectarhookstest.Sample(nectarhooks.EventDocumentCreated)

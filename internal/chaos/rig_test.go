@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -235,14 +234,7 @@ func startRiver(t *testing.T, s *shared) *cluster {
 // returns the database's URL.
 func newDatabase(t *testing.T) string {
 	t.Helper()
-	admin := nectarhookstest.PostgresURL(t)
-	name := "nh_chaos_" + randomHex(t, 6)
-	exec(t, admin, "CREATE DATABASE "+name)
-	dropAtEnd(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	dbURL := u.String()
+	dbURL := nectarhookstest.PostgresDatabase(t, "nh_chaos_")
 
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
@@ -254,18 +246,6 @@ func newDatabase(t *testing.T) string {
 	_, err = migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	require.NoError(t, err)
 	return dbURL
-}
-
-// exec runs statement on a connection of its own to dbURL.
-func exec(t *testing.T, dbURL, statement string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, statement)
-	require.NoError(t, err, statement)
 }
 
 // dropAtEnd runs statement, on a connection of its own, when the test

@@ -2,8 +2,8 @@
 // the example's tests, as an operator would run it: built with go build,
 // started with an environment, its JSON log (log/slog's JSONHandler on
 // stderr) read as it comes, signalled, and waited for. The examples that
-// start processes (durable, production) share it, so that a fix to how a
-// process is watched is made once.
+// start processes (durable, effects, production) share it, so that a fix
+// to how a process is watched is made once.
 package exampletest
 
 import (
@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 // Wait bounds every wait for a process: for a log record, or for its exit.
@@ -35,6 +37,28 @@ func Build(t testing.TB, name string) string {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
 	return bin
+}
+
+// Env is what the examples that keep messages in PostgreSQL read from
+// their environment: a database (DATABASE_URL) and the webhook secret
+// (NECTAR_WEBHOOK_SECRET).
+type Env struct {
+	DatabaseURL string
+	Secret      string
+}
+
+// NewEnv creates a database of the test's own, named prefix and random
+// digits and dropped when the test ends (nectarhookstest.PostgresDatabase:
+// the test is skipped when there is no server), and a new secret.
+func NewEnv(t testing.TB, prefix string) Env {
+	t.Helper()
+	return Env{DatabaseURL: nectarhookstest.PostgresDatabase(t, prefix), Secret: nectarhookstest.NewSecret()}
+}
+
+// Start runs bin with args and e's database and secret, as Start does.
+func (e Env) Start(t testing.TB, bin string, args ...string) *Process {
+	t.Helper()
+	return Start(t, bin, []string{"DATABASE_URL=" + e.DatabaseURL, "NECTAR_WEBHOOK_SECRET=" + e.Secret}, args...)
 }
 
 // Process is a running example, its JSON log records read as they come.
