@@ -148,7 +148,8 @@ func (a *accountKeys) verifier(ctx context.Context, r *http.Request) (*Verifier,
 		return nil, "", fmt.Errorf("%w: an account Handler takes the account from the request, and Dispatch has none; serve it with ServeHTTP", ErrUnknownAccount)
 	}
 	name := a.account(r)
-	if !validAccount(name) {
+	// An account becomes part of idempotency keys and logs, as an id does.
+	if CheckMessageID(name) != nil {
 		return nil, "", fmt.Errorf("%w: the request names no valid account (want 1 to %d bytes of printable ASCII without spaces)", ErrUnknownAccount, MaxMessageIDLength)
 	}
 	now := a.opts.clock()
@@ -163,7 +164,7 @@ func (a *accountKeys) verifier(ctx context.Context, r *http.Request) (*Verifier,
 		a.mu.Unlock()
 		v, err := a.load(ctx, name)
 		a.mu.Lock()
-		e.v, e.err, e.expires = v, err, now.Add(a.ttl())
+		e.v, e.err, e.expires = v, err, now.Add(a.opts.keyCacheTTL)
 		if err != nil && !errors.Is(err, ErrUnknownAccount) && a.entries[name] == e {
 			delete(a.entries, name) // the next delivery tries again
 		}
@@ -182,11 +183,7 @@ func (a *accountKeys) verifier(ctx context.Context, r *http.Request) (*Verifier,
 
 // makeRoomLocked drops an arbitrary settled entry when the cache is full.
 func (a *accountKeys) makeRoomLocked() {
-	size := a.opts.keyCacheSize
-	if size == 0 {
-		size = DefaultKeyCacheSize
-	}
-	if len(a.entries) < size {
+	if len(a.entries) < a.opts.keyCacheSize {
 		return
 	}
 	for k, e := range a.entries {
@@ -195,13 +192,6 @@ func (a *accountKeys) makeRoomLocked() {
 			return
 		}
 	}
-}
-
-func (a *accountKeys) ttl() time.Duration {
-	if a.opts.keyCacheTTL == 0 {
-		return DefaultKeyCacheTTL
-	}
-	return a.opts.keyCacheTTL
 }
 
 // load looks name up and builds its Verifier.
@@ -229,26 +219,15 @@ func (a *accountKeys) load(ctx context.Context, name string) (v *Verifier, err e
 	return v, nil
 }
 
-// validAccount is CheckMessageID's rule: an account becomes part of
-// idempotency keys and logs.
-func validAccount(s string) bool {
-	if len(s) == 0 || len(s) > MaxMessageIDLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c > '~' {
-			return false
-		}
-	}
-	return true
-}
-
 // storeKey is the key msg is remembered by in the idempotency store: its
 // id or, for a delivery to an account of NewAccountHandler, the account
 // and the id, apart by a space, which neither holds.
-func (m *Message) storeKey() string {
-	if m.Account == "" {
-		return m.ID
+func (m *Message) storeKey() string { return storeKey(m.Account, m.ID) }
+
+// storeKey is Message.storeKey of the message of account and id.
+func storeKey(account, id string) string {
+	if account == "" {
+		return id
 	}
-	return m.Account + " " + m.ID
+	return account + " " + id
 }

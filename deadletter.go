@@ -232,7 +232,7 @@ func (s *MemoryDeadLetters) List(_ context.Context, f DeadLetterFilter) ([]DeadL
 func (s *MemoryDeadLetters) Take(_ context.Context, account, id string, lease time.Duration) (DeadLetter, string, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.letters[(&Message{Account: account, ID: id}).storeKey()]
+	l, ok := s.letters[storeKey(account, id)]
 	now := s.now()
 	if !ok || (l.token != "" && now.Before(l.claimed)) {
 		return DeadLetter{}, "", false, nil
@@ -246,7 +246,7 @@ func (s *MemoryDeadLetters) Take(_ context.Context, account, id string, lease ti
 
 // Remove implements DeadLetterStore.
 func (s *MemoryDeadLetters) Remove(_ context.Context, account, id, token string) error {
-	k := (&Message{Account: account, ID: id}).storeKey()
+	k := storeKey(account, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l, ok := s.letters[k]; ok && token != "" && l.token == token {

@@ -104,16 +104,21 @@ func (h *Handler) giveUp(ctx context.Context, msg *Message, err error, afterAnsw
 	if _, ack := acknowledged(err, msg); ack || !(afterAnswer || abortable(err)) {
 		return err
 	}
-	now := time.Now().UTC()
-	d := DeadLetter{Message: *msg, Error: err.Error(), Attempts: 1, FirstFailedAt: now, LastFailedAt: now}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.storeTimeout)
 	defer cancel()
-	if serr := store.Record(sctx, d); serr != nil {
+	if serr := store.Record(sctx, failedNow(*msg, err)); serr != nil {
 		return fmt.Errorf("%w; %w: %w", err, ErrDeadLetterStore, serr)
 	}
 	h.opts.log().LogAttrs(ctx, slog.LevelWarn, "nectarhooks: message recorded as a dead letter",
 		slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)), slog.Any("error", err))
 	return &deadLettered{err: err}
+}
+
+// failedNow is the record of one failed attempt of msg, now: what
+// DeadLetterStore.Record takes, and adds to an earlier record of msg.
+func failedNow(msg Message, err error) DeadLetter {
+	now := time.Now().UTC()
+	return DeadLetter{Message: msg, Error: err.Error(), Attempts: 1, FirstFailedAt: now, LastFailedAt: now}
 }
 
 // afterCall records the failure of a callback that ran after a WithAsync
@@ -178,9 +183,7 @@ func (h *Handler) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (Re
 			continue
 		}
 		if cerr := h.DispatchVerified(ctx, d.Message); cerr != nil {
-			now := time.Now().UTC()
-			again := DeadLetter{Message: d.Message, Error: cerr.Error(), Attempts: 1, FirstFailedAt: now, LastFailedAt: now}
-			if err := store.Record(ctx, again); err != nil {
+			if err := store.Record(ctx, failedNow(d.Message, cerr)); err != nil {
 				return res, err
 			}
 			res.Failed++

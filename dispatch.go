@@ -434,13 +434,14 @@ func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Head
 		ob.end(StatusCode(err), err)
 		return err
 	}
-	if h.queued() {
+	queued := h.queued()
+	if queued {
 		err = h.enqueue(mctx, &mctx.msg, ev)
 	} else {
 		err = h.process(mctx, &mctx.msg, ev)
-		err = h.giveUp(mctx, &mctx.msg, err, false)
 	}
-	ob.end(deliveryStatus(h.queued(), err, &mctx.msg), err)
+	err = h.giveUp(mctx, &mctx.msg, err, false) // as ServeHTTP does for a failure
+	ob.end(deliveryStatus(queued, err, &mctx.msg), err)
 	return unlessAcknowledged(err, &mctx.msg)
 }
 
@@ -486,11 +487,8 @@ func (h *Handler) open(parent context.Context, r *http.Request, payload []byte, 
 			return nil, nil, err
 		}
 	}
-	id, ts, err := v.verify(payload, header)
+	id, ts, err := v.verifyDelivery(payload, header)
 	ob.lap(&ob.d.Verify)
-	if err == nil {
-		err = CheckMessageID(id)
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -665,10 +663,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		if err == nil {
 			var id string
 			var ts int64
-			if id, ts, err = v.verify(body, r.Header); err == nil {
-				err = CheckMessageID(id)
-			}
-			if err == nil {
+			if id, ts, err = v.verifyDelivery(body, r.Header); err == nil {
 				r = r.WithContext(&msgContext{Context: r.Context(), msg: Message{
 					ID: id, Timestamp: time.Unix(ts, 0).UTC(), EventType: PeekEventType(body), Payload: body,
 				}})

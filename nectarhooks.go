@@ -53,8 +53,8 @@ type options struct {
 	refusals        refusalLog // bounds the warnings of unverified refusals
 	observer        Observer
 	deadLetters     DeadLetterStore
-	keyCacheSize    int           // WithKeyCache; 0 for the default
-	keyCacheTTL     time.Duration // WithKeyCache; 0 for the default
+	keyCacheSize    int
+	keyCacheTTL     time.Duration
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -65,6 +65,8 @@ func newOptions(opts []Option) (*options, error) {
 		callbackTimeout: DefaultCallbackTimeout,
 		storeTimeout:    DefaultStoreTimeout,
 		maxOverrunning:  DefaultMaxOverrunning,
+		keyCacheSize:    DefaultKeyCacheSize,
+		keyCacheTTL:     DefaultKeyCacheTTL,
 	}
 	o.refusals.start = time.Now()
 	for _, opt := range opts {

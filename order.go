@@ -82,9 +82,11 @@ func EventVersion(ctx context.Context, ev Event) (EntityVersion, bool) {
 	if id == "" || v.IsZero() {
 		return EntityVersion{}, false
 	}
-	entity := family + id
+	var entity string
 	if m, ok := ctx.Value(messageKey{}).(*Message); ok && m.Account != "" {
-		entity = m.Account + " " + entity
+		entity = m.Account + " " + family + id // one concatenation, one allocation
+	} else {
+		entity = family + id
 	}
 	return EntityVersion{Entity: entity, Updated: v.UTC()}, true
 }

@@ -51,6 +51,7 @@ type storeCall struct {
 	parent context.Context
 	op     storeOp
 	msg    *Message
+	key    string // msg.storeKey(), made once for the call and its clean-up
 	token  string // for Complete and Release: the claim's; for Claim: the one granted
 
 	claim Claim
@@ -88,8 +89,9 @@ func (h *Handler) callStore(ctx context.Context, op storeOp, msg *Message, token
 	if op != opClaim {
 		ctx = context.WithoutCancel(ctx)
 	}
+	key := msg.storeKey()
 	if m, ok := store.(*MemoryStore); ok {
-		claim, token, err := callOp(ctx, m, op, msg.storeKey(), token, h.lease())
+		claim, token, err := callOp(ctx, m, op, key, token, h.lease())
 		h.logSettleFailure(ctx, op, msg, err)
 		return claim, token, err
 	}
@@ -97,7 +99,7 @@ func (h *Handler) callStore(ctx context.Context, op storeOp, msg *Message, token
 	if c.start == nil {
 		c.start = c.run // once per pooled call (set here: the pool's New may not refer to run)
 	}
-	c.h, c.parent, c.op, c.msg, c.token = h, ctx, op, msg, token
+	c.h, c.parent, c.op, c.msg, c.key, c.token = h, ctx, op, msg, key, token
 	c.state.Store(callRunning)
 	go c.start()
 	c.timer.Reset(h.opts.storeTimeout)
@@ -143,7 +145,7 @@ func (c *storeCall) invoke() (claim Claim, token string, err error) {
 	h := c.h
 	ctx, cancel := context.WithTimeout(c.parent, h.opts.storeTimeout)
 	defer cancel()
-	return callOp(ctx, h.opts.idempotency, c.op, c.msg.storeKey(), c.token, h.lease())
+	return callOp(ctx, h.opts.idempotency, c.op, c.key, c.token, h.lease())
 }
 
 // finishAbandoned cleans up after a call its delivery stopped waiting for.
@@ -161,7 +163,7 @@ func (c *storeCall) finishAbandoned() {
 		// flight for the whole lease. Fenced by its token, the release
 		// cannot free a newer claim.
 		rctx, cancel := context.WithTimeout(ctx, h.opts.storeTimeout)
-		err := h.opts.idempotency.Release(rctx, msg.storeKey(), c.token)
+		err := h.opts.idempotency.Release(rctx, c.key, c.token)
 		cancel()
 		h.logSettleFailure(ctx, opRelease, msg, err)
 	case c.op != opClaim && c.err != nil:

@@ -236,6 +236,16 @@ func (v *Verifier) Verify(payload []byte, header http.Header) error {
 	return err
 }
 
+// verifyDelivery is verify, then CheckMessageID: the check of the Handler
+// and Middleware, which keep and log messages by their id.
+func (v *Verifier) verifyDelivery(payload []byte, header http.Header) (string, int64, error) {
+	id, ts, err := v.verify(payload, header)
+	if err == nil {
+		err = CheckMessageID(id)
+	}
+	return id, ts, err
+}
+
 // verify is Verify, returning the message id and timestamp it checked.
 func (v *Verifier) verify(payload []byte, header http.Header) (id string, ts int64, err error) {
 	id, tsText, sigs := headerValue(header, "Svix-Id"), headerValue(header, "Svix-Timestamp"), headerValue(header, "Svix-Signature")

@@ -3,7 +3,6 @@ package nectarhooks
 import (
 	"crypto/ed25519"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -100,11 +99,7 @@ func (v *Verifier) matchAsymmetric(id string, ts int64, payload []byte, sigs str
 		}
 		checked++
 		if len(st.msg) == 0 {
-			st.msg = append(st.msg, id...)
-			st.msg = append(st.msg, '.')
-			st.msg = strconv.AppendInt(st.msg, ts, 10)
-			st.msg = append(st.msg, '.')
-			st.msg = append(st.msg, payload...)
+			st.msg = edkey.AppendContent(st.msg, id, ts, payload)
 		}
 		for _, pub := range v.pubs {
 			// crypto/ed25519 refuses a non-canonical S (S >= L), so a

@@ -84,11 +84,17 @@ func FormatSigning(key ed25519.PrivateKey) string {
 // Sign returns the "v1a,..." entry of the message: the ed25519 signature
 // of "id.timestamp.payload" in standard base64.
 func Sign(key ed25519.PrivateKey, id string, timestamp int64, payload []byte) string {
-	msg := make([]byte, 0, len(id)+24+len(payload))
-	msg = append(msg, id...)
-	msg = append(msg, '.')
-	msg = append(msg, strconv.FormatInt(timestamp, 10)...)
-	msg = append(msg, '.')
-	msg = append(msg, payload...)
+	msg := AppendContent(make([]byte, 0, len(id)+24+len(payload)), id, timestamp, payload)
 	return "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
+}
+
+// AppendContent appends to dst the content a "v1a" entry signs,
+// "id.timestamp.payload", and returns the extended slice: Sign and the
+// core's verifier build it alike.
+func AppendContent(dst []byte, id string, timestamp int64, payload []byte) []byte {
+	dst = append(dst, id...)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, timestamp, 10)
+	dst = append(dst, '.')
+	return append(dst, payload...)
 }
