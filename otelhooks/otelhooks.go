@@ -153,15 +153,24 @@ func (o *Observer) ObserveBacklog(read func(ctx context.Context) (waiting int64,
 	if read == nil {
 		return nil, errors.New("otelhooks: ObserveBacklog(nil)")
 	}
-	return o.metrics.meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
+	return observeCountAge(o.metrics.meter, o.metrics.backlog, o.metrics.backlogAge, read)
+}
+
+// observeCountAge registers read as the callback of a pair of gauges: how
+// many messages wait (count) and how long the oldest has, in seconds
+// (age). ObserveBacklog and ObserveDeadLetters share it; an error of read
+// skips that collection's values.
+func observeCountAge(m metric.Meter, count metric.Int64ObservableGauge, age metric.Float64ObservableGauge,
+	read func(ctx context.Context) (int64, time.Duration, error)) (metric.Registration, error) {
+	return m.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
 		waiting, oldest, err := read(ctx)
 		if err != nil {
 			return err
 		}
-		obs.ObserveInt64(o.metrics.backlog, waiting)
-		obs.ObserveFloat64(o.metrics.backlogAge, oldest.Seconds())
+		obs.ObserveInt64(count, waiting)
+		obs.ObserveFloat64(age, oldest.Seconds())
 		return nil
-	}, o.metrics.backlog, o.metrics.backlogAge)
+	}, count, age)
 }
 
 var _ nectarhooks.Observer = (*Observer)(nil)

@@ -34,7 +34,6 @@ const (
 
 // trouble holds those instruments.
 type trouble struct {
-	meter   metric.Meter
 	written metric.Int64Counter
 	streak  atomic.Int64
 	count   metric.Int64ObservableGauge
@@ -42,7 +41,7 @@ type trouble struct {
 }
 
 func newTrouble(m metric.Meter) (*trouble, error) {
-	t := &trouble{meter: m}
+	t := &trouble{}
 	var err, e error
 	t.written, e = m.Int64Counter(DeadLettersWrittenName, metric.WithUnit("{message}"),
 		metric.WithDescription("Messages recorded as dead letters: aborted deliveries and callbacks that failed after a WithAsync answer."))
@@ -94,16 +93,7 @@ func (o *Observer) ObserveDeadLetters(read func(ctx context.Context) (waiting in
 	if read == nil {
 		return nil, errors.New("otelhooks: ObserveDeadLetters(nil)")
 	}
-	t := o.trouble
-	return t.meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
-		waiting, oldest, err := read(ctx)
-		if err != nil {
-			return err
-		}
-		obs.ObserveInt64(t.count, waiting)
-		obs.ObserveFloat64(t.age, oldest.Seconds())
-		return nil
-	}, t.count, t.age)
+	return observeCountAge(o.metrics.meter, o.trouble.count, o.trouble.age, read)
 }
 
 // DeadLetterReader returns a read function for ObserveDeadLetters over

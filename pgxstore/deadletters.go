@@ -67,7 +67,22 @@ func NewDeadLetters(ctx context.Context, pool *pgxpool.Pool, table string) (*Dea
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureDeadTable(ctx, pool, t); err != nil {
+	if err := ensureTable(ctx, pool, t, "a dead-letter table", deadColumns+", claim_token, claimed_until",
+		`CREATE TABLE IF NOT EXISTS `+t.sql()+` (
+	account         text COLLATE "C" NOT NULL,
+	id              text COLLATE "C" NOT NULL,
+	event_type      text NOT NULL,
+	payload         bytea NOT NULL,
+	svix_timestamp  timestamptz NOT NULL,
+	error           text NOT NULL,
+	attempts        integer NOT NULL,
+	first_failed_at timestamptz NOT NULL,
+	last_failed_at  timestamptz NOT NULL,
+	claim_token     bigint,
+	claimed_until   timestamptz,
+	PRIMARY KEY (account, id)
+)`,
+		"CREATE INDEX IF NOT EXISTS "+pgx.Identifier{t.name + deadIndexSuffix}.Sanitize()+" ON "+t.sql()+" (last_failed_at)"); err != nil {
 		return nil, err
 	}
 	q := t.sql()
@@ -94,49 +109,6 @@ WHERE account = $4 AND id = $1 AND (claim_token IS NULL OR claimed_until <= now(
 RETURNING ` + deadColumns,
 		removeSQL: `DELETE FROM ` + q + ` WHERE account = $3 AND id = $1 AND claim_token = $2`,
 	}, nil
-}
-
-// ensureDeadTable creates the table and its index unless the table exists
-// (under the advisory lock createTable takes, as replicas may start at
-// once), and checks its columns.
-func ensureDeadTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error {
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.sql()).Scan(&exists); err != nil {
-		return fmt.Errorf("pgxstore: looking for table %s: %w", t.sql(), err)
-	}
-	if !exists {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, t.sql()); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.sql()+` (
-	account         text COLLATE "C" NOT NULL,
-	id              text COLLATE "C" NOT NULL,
-	event_type      text NOT NULL,
-	payload         bytea NOT NULL,
-	svix_timestamp  timestamptz NOT NULL,
-	error           text NOT NULL,
-	attempts        integer NOT NULL,
-	first_failed_at timestamptz NOT NULL,
-	last_failed_at  timestamptz NOT NULL,
-	claim_token     bigint,
-	claimed_until   timestamptz,
-	PRIMARY KEY (account, id)
-)`); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "CREATE INDEX IF NOT EXISTS "+pgx.Identifier{t.name + deadIndexSuffix}.Sanitize()+
-				" ON "+t.sql()+" (last_failed_at)")
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("pgxstore: creating table %s: %w", t.sql(), err)
-		}
-	}
-	if _, err := pool.Exec(ctx, "SELECT "+deadColumns+", claim_token, claimed_until FROM "+t.sql()+" LIMIT 0"); err != nil {
-		return fmt.Errorf("pgxstore: table %s lacks the columns of a dead-letter table: %w", t.sql(), err)
-	}
-	return nil
 }
 
 // Record implements nectarhooks.DeadLetterStore in one statement.

@@ -51,7 +51,10 @@ func NewOrder(ctx context.Context, pool *pgxpool.Pool, table string) (*Order, er
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureOrderTable(ctx, pool, t); err != nil {
+	if err := ensureTable(ctx, pool, t, "an Order", "entity, updated", `CREATE TABLE IF NOT EXISTS `+t.sql()+` (
+	entity  text COLLATE "C" PRIMARY KEY,
+	updated timestamptz NOT NULL
+)`); err != nil {
 		return nil, err
 	}
 	q := t.sql()
@@ -101,34 +104,6 @@ func (o *Order) ApplyTx(ctx context.Context, tx pgx.Tx, ev nectarhooks.Event) er
 		return fmt.Errorf("%w: %s at %s", nectarhooks.ErrStale, v.Entity, v.Updated.Format(nectarhooks.TimeLayout))
 	case err != nil:
 		return fmt.Errorf("pgxstore: order: %w", err)
-	}
-	return nil
-}
-
-// ensureOrderTable creates the Order's table unless it exists, under the
-// advisory lock createTable takes, and checks its columns.
-func ensureOrderTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error {
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.sql()).Scan(&exists); err != nil {
-		return fmt.Errorf("pgxstore: looking for table %s: %w", t.sql(), err)
-	}
-	if !exists {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, t.sql()); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.sql()+` (
-	entity  text COLLATE "C" PRIMARY KEY,
-	updated timestamptz NOT NULL
-)`)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("pgxstore: creating table %s: %w", t.sql(), err)
-		}
-	}
-	if _, err := pool.Exec(ctx, "SELECT entity, updated FROM "+t.sql()+" LIMIT 0"); err != nil {
-		return fmt.Errorf("pgxstore: table %s lacks the columns of an Order: %w", t.sql(), err)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ type Store struct {
 	// The statements' text, built once: pgx prepares each text on a
 	// connection's first use of it and reuses it after (its default
 	// statement cache), so a call costs one round trip.
-	claimSQL, completeSQL, releaseSQL, forgetSQL, cleanupSQL string
+	claimSQL, completeSQL, completeTxSQL, releaseSQL, forgetSQL, cleanupSQL string
 
 	completes    atomic.Uint64 // Completes so far, to schedule cleanups
 	cleanupEvery uint64        // a cleanup every this many Completes
@@ -62,7 +62,14 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureTable(ctx, pool, table); err != nil {
+	if err := ensureTable(ctx, pool, table, "a store", "id, token, done, expires_at",
+		`CREATE TABLE IF NOT EXISTS `+table.sql()+` (
+	id         text COLLATE "C" PRIMARY KEY,
+	token      bigint NOT NULL,
+	done       boolean NOT NULL,
+	expires_at timestamptz NOT NULL
+)`,
+		"CREATE INDEX IF NOT EXISTS "+table.index()+" ON "+table.sql()+" (expires_at)"); err != nil {
 		return nil, err
 	}
 	return newStore(pool, table, c.ttl), nil
@@ -126,6 +133,18 @@ RETURNING token, done`,
 VALUES ($1, $2, true, clock_timestamp() + $3 * interval '1 microsecond')
 ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = clock_timestamp() + $3 * interval '1 microsecond'
 WHERE (m.token = excluded.token AND NOT m.done) OR m.expires_at <= now()`,
+
+		// CompleteTx's: marks the claim done in the caller's transaction,
+		// strictly fenced: unlike Complete, it never completes a message
+		// that is done already, nor one another holder claims now. The
+		// row's lock is then held until the caller's transaction ends, so
+		// two transactions cannot both complete the message: the second
+		// waits for the first, then finds the row done (READ COMMITTED
+		// re-reads it) and completes nothing.
+		completeTxSQL: `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
+VALUES ($1, $2, true, clock_timestamp() + $3 * interval '1 microsecond')
+ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = clock_timestamp() + $3 * interval '1 microsecond'
+WHERE NOT m.done AND (m.token = excluded.token OR m.expires_at <= now())`,
 
 		releaseSQL: `DELETE FROM ` + t + ` WHERE id = $1 AND token = $2 AND NOT done`,
 

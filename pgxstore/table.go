@@ -86,9 +86,12 @@ func (t tableName) index() string {
 // name, so that stores of different tables do not wait on each other.
 const advisoryLockClass int32 = 0x6e686b73
 
-// ensureTable creates the table and its index unless the table exists, and
-// checks that it has the columns the statements use.
-func ensureTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error {
+// ensureTable creates the table unless it exists, running create (its
+// CREATE TABLE and CREATE INDEX statements, each IF NOT EXISTS) under the
+// advisory lock createTable takes, and checks that it has columns, the
+// columns the statements use; kind names the table for that error ("a
+// store"). Store, Order and DeadLetters all make their tables this way.
+func ensureTable(ctx context.Context, pool *pgxpool.Pool, t tableName, kind, columns string, create ...string) error {
 	var exists bool
 	// to_regclass first: CREATE TABLE IF NOT EXISTS needs the CREATE
 	// privilege on the schema even when the table is there, and a role
@@ -97,37 +100,33 @@ func ensureTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error {
 		return fmt.Errorf("pgxstore: looking for table %s: %w", t.sql(), err)
 	}
 	if !exists {
-		if err := createTable(ctx, pool, t); err != nil {
+		if err := createTable(ctx, pool, t, create); err != nil {
 			return fmt.Errorf("pgxstore: creating table %s: %w", t.sql(), err)
 		}
 	}
 	// Fails now, rather than at the first delivery, when a table of that
 	// name exists with other columns.
-	if _, err := pool.Exec(ctx, "SELECT id, token, done, expires_at FROM "+t.sql()+" LIMIT 0"); err != nil {
-		return fmt.Errorf("pgxstore: table %s lacks the columns of a store: %w", t.sql(), err)
+	if _, err := pool.Exec(ctx, "SELECT "+columns+" FROM "+t.sql()+" LIMIT 0"); err != nil {
+		return fmt.Errorf("pgxstore: table %s lacks the columns of %s: %w", t.sql(), kind, err)
 	}
 	return nil
 }
 
-// createTable creates the table and its index in one transaction, under an
-// advisory lock. Without the lock, replicas starting at once race on the
-// catalog: two CREATE TABLE IF NOT EXISTS that both find no table both
-// insert it, and one fails on a unique index of pg_type. With it, the
-// second waits for the first to commit and then finds the table.
-func createTable(ctx context.Context, pool *pgxpool.Pool, t tableName) error {
+// createTable runs create in one transaction, under an advisory lock.
+// Without the lock, replicas starting at once race on the catalog: two
+// CREATE TABLE IF NOT EXISTS that both find no table both insert it, and
+// one fails on a unique index of pg_type. With it, the second waits for
+// the first to commit and then finds the table.
+func createTable(ctx context.Context, pool *pgxpool.Pool, t tableName, create []string) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, t.sql()); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.sql()+` (
-	id         text COLLATE "C" PRIMARY KEY,
-	token      bigint NOT NULL,
-	done       boolean NOT NULL,
-	expires_at timestamptz NOT NULL
-)`); err != nil {
-			return err
+		for _, stmt := range create {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
 		}
-		_, err := tx.Exec(ctx, "CREATE INDEX IF NOT EXISTS "+t.index()+" ON "+t.sql()+" (expires_at)")
-		return err
+		return nil
 	})
 }

@@ -25,20 +25,6 @@ var (
 	ErrNoClaim = errors.New("pgxstore: no idempotency claim in the context (is the Handler's WithIdempotency this Store?)")
 )
 
-// completeTxSQL marks the claim done in the caller's transaction, strictly
-// fenced: unlike Complete, it never completes a message that is done
-// already, nor one another holder claims now. The row's lock is then held
-// until the caller's transaction ends, so two transactions cannot both
-// complete the message: the second waits for the first, then finds the row
-// done (READ COMMITTED re-reads it) and completes nothing.
-func (s *Store) completeTxSQL() string {
-	t := s.table.sql()
-	return `INSERT INTO ` + t + ` AS m (id, token, done, expires_at)
-VALUES ($1, $2, true, clock_timestamp() + $3 * interval '1 microsecond')
-ON CONFLICT (id) DO UPDATE SET token = excluded.token, done = true, expires_at = clock_timestamp() + $3 * interval '1 microsecond'
-WHERE NOT m.done AND (m.token = excluded.token OR m.expires_at <= now())`
-}
-
 // CompleteTx records the message of the callback whose context ctx is as
 // processed, inside tx, the transaction of the callback's own writes: they
 // then commit together, or not at all, and a replica that dies between
@@ -74,7 +60,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
+	tag, err := tx.Exec(ctx, s.completeTxSQL, key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}
@@ -89,7 +75,7 @@ func (s *Store) CompleteSQLTx(ctx context.Context, tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, s.completeTxSQL(), key(claim.Key), parseToken(claim.Token), s.ttl)
+	res, err := tx.ExecContext(ctx, s.completeTxSQL, key(claim.Key), parseToken(claim.Token), s.ttl)
 	if err != nil {
 		return fmt.Errorf("pgxstore: complete in transaction: %w", err)
 	}

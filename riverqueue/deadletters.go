@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -126,7 +127,7 @@ func ReplayDeadLetters(ctx context.Context, pool *pgxpool.Pool, client *river.Cl
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			var state string
 			err := tx.QueryRow(ctx, "SELECT state FROM river_job WHERE id = $1 FOR UPDATE", j.id).Scan(&state)
-			if errors.Is(err, pgx.ErrNoRows) || (err == nil && state != string(rivertype.JobStateDiscarded) && state != string(rivertype.JobStateCancelled)) {
+			if errors.Is(err, pgx.ErrNoRows) || (err == nil && !slices.Contains(deadStates, rivertype.JobState(state))) {
 				return nil // another replay took it, or it is gone
 			}
 			if err != nil {

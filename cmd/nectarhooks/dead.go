@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -145,7 +143,7 @@ func runDead(ctx context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 				return e.usageError(c, "%v", err)
 			}
 			replay = &replayer{sign: signer.HeaderFor, url: f.url, account: f.acct, now: e.now,
-				client: &http.Client{Timeout: f.timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+				client: &http.Client{Timeout: f.timeout, CheckRedirect: noRedirect}}
 		}
 	}
 	pool, err := pgxpool.New(ctx, f.db)
@@ -395,25 +393,14 @@ func (e *env) replayOne(ctx context.Context, r *replayer, store *pgxstore.DeadLe
 	return "failed", answer, d
 }
 
-// send POSTs msg's payload, signed now under its own id, and returns the
-// status, whether the answer carried abort-message, and the answer on one
-// line.
+// send POSTs msg's payload, signed now under its own id, as send's post
+// does, and returns the status, whether the answer carried abort-message,
+// and the status code and the answer's body on one line.
 func (r *replayer) send(ctx context.Context, msg nectarhooks.Message) (int, bool, string, error) {
 	target := strings.ReplaceAll(r.url, "{account}", url.PathEscape(msg.Account))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(msg.Payload))
+	st, shown, err := post(ctx, r.client, target, r.sign(msg.ID, r.now(), msg.Payload), msg.Payload)
 	if err != nil {
 		return 0, false, "", err
 	}
-	for k, vs := range r.sign(msg.ID, r.now(), msg.Payload) {
-		req.Header[k] = vs
-	}
-	req.Header.Set("User-Agent", "nectarhooks-cli")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return 0, false, "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReadBody))
-	aborted := strings.EqualFold(resp.Header.Get(nectarhooks.DeliveryHeader), nectarhooks.AbortMessage)
-	return resp.StatusCode, aborted, fmt.Sprintf("%d %s", resp.StatusCode, oneLine(string(body), maxShownBody)), nil
+	return st.code, st.aborted, fmt.Sprintf("%d %s", st.code, shown), nil
 }

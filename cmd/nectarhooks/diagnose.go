@@ -79,17 +79,10 @@ func diagnose(v *nectarhooks.Verifier, secret string, h http.Header, body []byte
 
 // checkOf names the check a verification error failed.
 func checkOf(err error) string {
-	switch {
-	case errors.Is(err, nectarhooks.ErrMissingHeaders):
-		return checkMissing
-	case errors.Is(err, nectarhooks.ErrInvalidHeaders):
-		return checkMalformed
-	case errors.Is(err, nectarhooks.ErrNoMatchingSignature):
-		return checkNoSignature
-	case errors.Is(err, nectarhooks.ErrMessageTooOld):
-		return checkTooOld
-	case errors.Is(err, nectarhooks.ErrMessageTooNew):
-		return checkTooNew
+	for _, f := range verifyFailures {
+		if errors.Is(err, f.err) {
+			return f.check
+		}
 	}
 	return checkNoSignature
 }

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"flag"
 	"fmt"
 	"strings"
 
 	"github.com/nectarhooks/nectarhooks/internal/edkey"
+	"github.com/nectarhooks/nectarhooks/nectarhookstest"
 )
 
 type keygenFlags struct {
@@ -51,19 +50,15 @@ func runKeygen(_ context.Context, e *env, _ *flag.FlagSet, opts any, args []stri
 		if !strings.HasPrefix(strings.TrimSpace(f.publicOf), edkey.SigningPrefix) {
 			return e.usageError(c, "-public-of takes a whsk_ signing key")
 		}
-		k, err := edkey.Signing(f.publicOf)
+		pub, err := publicKeyOf(f.publicOf)
 		if err != nil {
 			return e.usageError(c, "the whsk_ signing key is not usable: %v", err)
 		}
-		fmt.Fprintln(e.stdout, edkey.FormatPublic(k.Public().(ed25519.PublicKey)))
+		fmt.Fprintln(e.stdout, pub)
 		return exitOK
 	}
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "nectarhooks keygen: %v\n", err)
-		return exitRefused
-	}
-	fmt.Fprintf(e.stdout, "signing key (the sender's; keep it secret): %s\n", edkey.FormatSigning(key))
-	fmt.Fprintf(e.stdout, "public key (the receivers'):                 %s\n", edkey.FormatPublic(pub))
+	key, pub := nectarhookstest.NewKeyPair()
+	fmt.Fprintf(e.stdout, "signing key (the sender's; keep it secret): %s\n", key)
+	fmt.Fprintf(e.stdout, "public key (the receivers'):                 %s\n", pub)
 	return exitOK
 }

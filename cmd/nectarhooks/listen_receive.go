@@ -65,7 +65,7 @@ func newListener(cfg listenConfig) (*listener, error) {
 			Transport: http.DefaultTransport.(*http.Transport).Clone(),
 			Timeout:   cfg.timeout,
 			// As Svix: a redirect is an answer, not a place to go.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: noRedirect,
 		}
 	}
 	l.web = l.webHandler()

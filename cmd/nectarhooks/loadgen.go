@@ -128,7 +128,7 @@ func newLoadGen(cfg loadConfig) *loadGen {
 			Transport: transport,
 			Timeout:   cfg.timeout,
 			// Svix does not follow redirects: a 3xx is a failed delivery.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: noRedirect,
 		},
 		stats: newLoadStats(len(cfg.urls)),
 	}

@@ -307,15 +307,14 @@ func (g *loadGen) report(interrupted bool) loadReport {
 		r.Answered2xxPerSecond = float64(r.Answered2xx) / r.Seconds
 	}
 	r.Hints = hints(g.cfg, s.perURL)
-	ms := func(v int64) float64 { return float64(v) * float64(latencyUnit) / float64(time.Millisecond) }
 	r.Latency = latencyReport{
 		Count: s.latency.TotalCount(),
 		Mean:  s.latency.Mean() * float64(latencyUnit) / float64(time.Millisecond),
-		P50:   ms(s.latency.ValueAtPercentile(50)),
-		P90:   ms(s.latency.ValueAtPercentile(90)),
-		P99:   ms(s.latency.ValueAtPercentile(99)),
-		P999:  ms(s.latency.ValueAtPercentile(99.9)),
-		Max:   ms(s.latency.Max()),
+		P50:   usToMS(s.latency.ValueAtPercentile(50)),
+		P90:   usToMS(s.latency.ValueAtPercentile(90)),
+		P99:   usToMS(s.latency.ValueAtPercentile(99)),
+		P999:  usToMS(s.latency.ValueAtPercentile(99.9)),
+		Max:   usToMS(s.latency.Max()),
 	}
 	r.curve = percentileCurve(s.latency)
 	for k, n := range s.refusals {

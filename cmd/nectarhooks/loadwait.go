@@ -129,7 +129,7 @@ func readBacklog(ctx context.Context, client *http.Client, target, metric string
 		return 0, fmt.Errorf("reading the answer: %s", escapeControl(err.Error()))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return 0, fmt.Errorf("answered %d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), oneLine(string(body), maxShownBody))
+		return 0, fmt.Errorf("answered %s: %s", statusText(resp.StatusCode), oneLine(string(body), maxShownBody))
 	}
 	if metric != "" {
 		return promValue(string(body), metric)

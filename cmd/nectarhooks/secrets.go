@@ -103,11 +103,21 @@ func verifyingKey(secret string) string {
 	if !strings.HasPrefix(secret, edkey.SigningPrefix) {
 		return secret
 	}
-	k, err := edkey.Signing(secret)
+	pub, err := publicKeyOf(secret)
 	if err != nil {
 		return secret // signingSecret checked it already
 	}
-	return edkey.FormatPublic(k.Public().(ed25519.PublicKey))
+	return pub
+}
+
+// publicKeyOf returns the whpk_ public key of the whsk_ signing key, for
+// verify and keygen -public-of.
+func publicKeyOf(signing string) (string, error) {
+	k, err := edkey.Signing(signing)
+	if err != nil {
+		return "", err
+	}
+	return edkey.FormatPublic(k.Public().(ed25519.PublicKey)), nil
 }
 
 // signatureVersion is the version of the signatures key checks: v1a for

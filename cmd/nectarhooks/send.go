@@ -138,7 +138,7 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 		Timeout:   f.timeout,
 		// Svix does not follow a redirect; neither does this, so that a
 		// redirecting endpoint shows up here as it would in the portal.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: noRedirect,
 	}
 
 	width := 0
@@ -195,6 +195,11 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	return exitOK
 }
 
+// noRedirect is the CheckRedirect of every client the CLI delivers with:
+// Svix does not follow a redirect, so a 3xx is the answer, as it would be
+// in the portal.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 type answerStatus struct {
 	code int
 	text string // "200 OK", and the redirect's target for 3xx
@@ -206,7 +211,8 @@ type answerStatus struct {
 // post makes one delivery and returns the answer's status and the start of
 // its body on one line. Both are safe to print: what in them comes from
 // the server (the Location of a redirect, the body, a read error) is
-// escaped here, where it enters, so that send and load cannot forget to.
+// escaped here, where it enters, so that send, load and dead cannot forget
+// to.
 func post(ctx context.Context, client *http.Client, target string, header http.Header, body []byte) (answerStatus, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -222,7 +228,7 @@ func post(ctx context.Context, client *http.Client, target string, header http.H
 	}
 	defer resp.Body.Close()
 	text, readErr := io.ReadAll(io.LimitReader(resp.Body, maxReadBody))
-	st := answerStatus{code: resp.StatusCode, text: fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode)),
+	st := answerStatus{code: resp.StatusCode, text: statusText(resp.StatusCode),
 		aborted: strings.EqualFold(resp.Header.Get(nectarhooks.DeliveryHeader), nectarhooks.AbortMessage)}
 	if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		st.text += " (redirect to " + shownText(loc, maxShownBody) + ", not followed)"

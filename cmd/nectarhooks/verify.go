@@ -128,19 +128,25 @@ func runVerify(_ context.Context, e *env, fs *flag.FlagSet, opts any, args []str
 	return exitRefused
 }
 
+// verifyFailures are the errors of a failed verification, each with the
+// check diagnose names it by and the few words verify and listen print.
+var verifyFailures = []struct {
+	err             error
+	check, headline string
+}{
+	{nectarhooks.ErrMissingHeaders, checkMissing, "missing headers"},
+	{nectarhooks.ErrInvalidHeaders, checkMalformed, "malformed headers"},
+	{nectarhooks.ErrNoMatchingSignature, checkNoSignature, "no matching signature"},
+	{nectarhooks.ErrMessageTooOld, checkTooOld, "timestamp too old"},
+	{nectarhooks.ErrMessageTooNew, checkTooNew, "timestamp too new"},
+}
+
 // headline names the failed check in a few words.
 func headline(err error) string {
-	switch {
-	case errors.Is(err, nectarhooks.ErrMissingHeaders):
-		return "missing headers"
-	case errors.Is(err, nectarhooks.ErrInvalidHeaders):
-		return "malformed headers"
-	case errors.Is(err, nectarhooks.ErrNoMatchingSignature):
-		return "no matching signature"
-	case errors.Is(err, nectarhooks.ErrMessageTooOld):
-		return "timestamp too old"
-	case errors.Is(err, nectarhooks.ErrMessageTooNew):
-		return "timestamp too new"
+	for _, f := range verifyFailures {
+		if errors.Is(err, f.err) {
+			return f.headline
+		}
 	}
 	return err.Error()
 }
