@@ -72,7 +72,8 @@ func (e *PanicError) Unwrap() error {
 
 // StatusCode returns the HTTP status a Handler answers for err, as returned
 // by Handler.Dispatch or passed to the error handler: 200 for nil and for
-// ErrStale (an ordering guard's acknowledgement, see EventVersion), 202 for
+// ErrStale (an ordering guard's acknowledgement, see EventVersion) and
+// ErrAlreadyProcessed (effects committed by an earlier run), 202 for
 // ErrAlreadyQueued (a Queue's redelivery, acknowledged), 405, 413,
 // 401 for verification errors, 400 for invalid payloads and message ids,
 // 409 for a message still being processed by an earlier delivery, 503 for a
@@ -81,7 +82,7 @@ func (e *PanicError) Unwrap() error {
 // AWS Lambda function, answer as the Handler would.
 func StatusCode(err error) int {
 	switch {
-	case err == nil, errors.Is(err, ErrStale):
+	case err == nil, errors.Is(err, ErrStale), errors.Is(err, ErrAlreadyProcessed):
 		return http.StatusOK
 	case errors.Is(err, ErrAlreadyQueued):
 		return http.StatusAccepted
@@ -184,6 +185,7 @@ func (c *msgContext) String() string {
 //	callback returns an error           500, so that Svix retries
 //	callback returns Permanent(err)     500 with webhook-delivery: abort-message once recorded (WithDeadLetters)
 //	callback returns ErrStale           200: an ordering guard refused an older event; recorded processed (see EventVersion)
+//	effects committed by an earlier run 200: the callback returned ErrAlreadyProcessed; recorded processed, a duplicate
 //	callback panics or calls Goexit     500; a panic is recovered, its stack kept in a *PanicError
 //	callback overruns its deadline      503; its context is cancelled at the deadline (see WithCallbackTimeout)
 //	queue full, with WithAsync          503
@@ -589,6 +591,11 @@ func (h *Handler) call(ctx context.Context, msg *Message, ev Event) (err error) 
 	if errors.Is(err, ErrStale) {
 		h.logStale(ctx, msg, err) // order.go
 		return errStale
+	}
+	if errors.Is(err, ErrAlreadyProcessed) {
+		h.opts.log().LogAttrs(ctx, slog.LevelDebug, "nectarhooks: message's effects committed by an earlier run; acknowledged",
+			slog.String("message_id", msg.ID), slog.String("event_type", string(msg.EventType)), slog.String("reason", err.Error()))
+		return errDuplicate
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("%w after %s: %w", ErrCallbackTimeout, h.opts.callbackTimeout, err)

@@ -71,6 +71,8 @@
 //	makes the callback return Permanent(err), recorded    500, webhook-delivery: abort-message       stops
 //	as a dead letter (WithDeadLetters)
 //	makes the callback return ErrStale (ordering guard)   200, recorded processed                    stops
+//	finds its effects committed by an earlier run         200, recorded processed                    stops
+//	(the callback returns ErrAlreadyProcessed)
 //	makes the callback overrun its deadline               503 by 0.5 s past it (ErrCallbackTimeout)  retries
 //	finds the queue full (WithAsync, WithQueue)           503 (ErrQueueFull)                         retries
 //	finds its message queued already (WithQueue)          202, not queued again (ErrAlreadyQueued)   stops
@@ -147,6 +149,8 @@
 //	                                   as the first delivery was, counted as a duplicate              202
 //	ErrStale                           not a failure: an ordering guard found a newer version of the
 //	                                   event's entity applied; acknowledged, OutcomeStale             200
+//	ErrAlreadyProcessed                not a failure: an earlier run of the message committed its
+//	                                   effects; acknowledged, OutcomeDuplicate                        200
 //
 // Answers other than 2xx carry a one-line plain-text reason: the error itself
 // for the sender's mistakes (4xx), a fixed phrase for the service's own

@@ -2,6 +2,7 @@ package nectarhooks
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 )
 
@@ -15,6 +16,17 @@ import (
 // at all. For that the callback needs its claim (ClaimFromContext), and
 // the Handler must not Complete again what the transaction completed
 // (Claimed.MarkCompleted).
+
+// ErrAlreadyProcessed is the error, wrapped, that a callback returns when
+// it finds its message's effects committed already: a marker recorded in
+// the callback's own transaction (riverqueue's CompleteTx and
+// CompleteBatch) was there before it, so the transaction rolled back and
+// wrote nothing. The run is then a retry of a message whose earlier run
+// committed but did not live to say so (its process died after the
+// commit, or the commit's reply was lost). That is not a failure: the
+// delivery is acknowledged (200), the message recorded as processed by the
+// idempotency store, if any, and the Observer sees OutcomeDuplicate.
+var ErrAlreadyProcessed = errors.New("nectarhooks: the message's effects were committed already")
 
 // Claimed is the idempotency claim a callback runs under: which message,
 // under which fencing token (see IdempotencyStore). A store that can

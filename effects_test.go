@@ -3,6 +3,10 @@ package nectarhooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +113,62 @@ func TestClaimFromContext(t *testing.T) {
 		require.False(t, ok)
 		nectarhooks.Claimed{}.MarkCompleted() // does nothing, and does not panic
 	})
+}
+
+// A callback that returns an error wrapping ErrAlreadyProcessed (an
+// exactly-once marker found an earlier run's commit) is acknowledged as a
+// duplicate, through ServeHTTP and DispatchVerified alike, and its message
+// completed in the idempotency store rather than released.
+func TestHandlerAlreadyProcessed(t *testing.T) {
+	cases := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantBody   string
+		wantStore  map[string]int
+		wantOut    nectarhooks.Outcome
+	}{
+		{name: "wrapped ErrAlreadyProcessed", err: fmt.Errorf("%w: job 7's marker", nectarhooks.ErrAlreadyProcessed),
+			wantStatus: http.StatusOK, wantBody: "acknowledged: message already processed\n",
+			wantStore: map[string]int{"claim": 1, "complete": 1}, wantOut: nectarhooks.OutcomeDuplicate},
+		{name: "another error", err: errors.New("boom"),
+			wantStatus: http.StatusInternalServerError,
+			wantStore:  map[string]int{"claim": 1, "release": 1}, wantOut: nectarhooks.OutcomeFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			secret := nectarhookstest.NewSecret()
+			signer, err := nectarhookstest.NewSigner(secret)
+			require.NoError(t, err)
+			store := newCountingStore()
+			obs := &outcomes{}
+			h, err := nectarhooks.NewHandler(secret, nectarhooks.WithIdempotency(store), nectarhooks.WithObserver(obs),
+				nectarhooks.WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+			h.OnDocumentCreated(func(context.Context, *nectarhooks.DocumentCreated) error { return tc.err })
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, signer.Request("/", nectarhookstest.Sample(nectarhooks.EventDocumentCreated)))
+			assert.Equal(t, tc.wantStatus, rec.Code)
+			if tc.wantBody != "" {
+				assert.Equal(t, tc.wantBody, rec.Body.String())
+			}
+			assert.Equal(t, tc.wantStatus, nectarhooks.StatusCode(tc.err), "StatusCode")
+			store.mu.Lock()
+			assert.Equal(t, tc.wantStore, store.calls)
+			store.mu.Unlock()
+			obs.mu.Lock()
+			assert.Equal(t, []nectarhooks.Outcome{tc.wantOut}, obs.process)
+			obs.mu.Unlock()
+
+			// A queue's worker: DispatchVerified reports nil, so the job is done.
+			msg := nectarhooks.Message{ID: nectarhookstest.NewMessageID(), Timestamp: time.Now().UTC(),
+				EventType: nectarhooks.EventDocumentCreated, Payload: nectarhookstest.Sample(nectarhooks.EventDocumentCreated)}
+			err = h.DispatchVerified(context.Background(), msg)
+			if tc.wantStatus == http.StatusOK {
+				assert.NoError(t, err)
+			} else {
+				assert.Error(t, err)
+			}
+		})
+	}
 }

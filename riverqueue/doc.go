@@ -54,10 +54,15 @@
 // # Exactly-once effects
 //
 // River runs a job at least once. A callback whose writes go to River's
-// database closes that gap with [CompleteTx]: the job is completed in the
-// callback's transaction (River's JobCompleteTx, fenced on the attempt),
-// so the writes and the completion commit together, and the workers'
-// Handler needs no idempotency store.
+// database closes that gap with [CompleteTx] (an interactive transaction)
+// or [CompleteBatch] (writes that need no reads, in one round trip): the
+// callback's writes and a marker row keyed by the job's id commit
+// together, so of all the attempts of one job at most one commits, and a
+// later attempt that finds the marker is acknowledged as a duplicate
+// ([nectarhooks.ErrAlreadyProcessed]). River completes the job as usual,
+// and the workers' Handler needs no idempotency store. The markers' table
+// is made by [Migrate] ([EffectsTableSQL]) and emptied by River's cleaner,
+// with the jobs.
 //
 // # When the database is slow or gone
 //

@@ -46,8 +46,9 @@ func WithMigrateLogger(logger *slog.Logger) MigrateOption {
 }
 
 // Migrate applies River's migrations that pool's database lacks, up to the
-// latest this version of River has, as `river migrate-up` does, and
-// returns once River's tables are ready.
+// latest this version of River has, as `river migrate-up` does, then
+// creates the table of CompleteTx's markers if it is missing
+// (EffectsTableSQL), and returns once the tables are ready.
 //
 // Replicas that start together on a fresh database may all call it at
 // once: it first takes a PostgreSQL session advisory lock
@@ -109,6 +110,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...MigrateOption) err
 	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	if err != nil {
 		return fmt.Errorf("riverqueue: River's migrations: %w", err)
+	}
+	if _, err := pool.Exec(ctx, EffectsTableSQL); err != nil {
+		return fmt.Errorf("riverqueue: the effects markers' table: %w", err)
 	}
 	versions := make([]int, len(res.Versions))
 	for i, v := range res.Versions {

@@ -85,7 +85,7 @@ func TestMigrateReplicasAtOnce(t *testing.T) {
 
 	applied, all := riverVersions(t, pools[0])
 	assert.Equal(t, all, applied, "every River migration applied, each once")
-	for _, table := range []string{"river_job", "river_leader", "river_migration", "river_queue"} {
+	for _, table := range []string{"river_job", "river_leader", "river_migration", "river_queue", "nectarhooks_job_effects"} {
 		var exists bool
 		require.NoError(t, pools[0].QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
 		assert.True(t, exists, table)

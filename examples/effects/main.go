@@ -18,8 +18,13 @@
 //     without CompleteTx, whose window a kill can fall into, for
 //     comparison.
 //   - river: each delivery is a River job (riverqueue), answered 202; the
-//     workers (in every replica) complete the job in the callback's
-//     transaction (riverqueue.CompleteTx), fenced by the job's attempt.
+//     workers (in every replica) record the job's marker in the callback's
+//     transaction (riverqueue.CompleteTx): of a job's attempts, at most one
+//     commits.
+//   - river-batch: as river, but document.created.v2's write and the
+//     marker go in one round trip (riverqueue.CompleteBatch), and -hold
+//     falls after that commit, before River completes the job: a kill
+//     there leaves a retry that finds the marker and writes nothing.
 //
 // The callbacks write one row per message into the effects table
 // (message_id, replica), and for connection.updated.v2 also the
@@ -31,7 +36,8 @@
 // Flags:
 //
 //	-addr              address to listen on (default 127.0.0.1:8080)
-//	-mode              pgxstore or river (default pgxstore)
+//	-mode              pgxstore, separate, river or river-batch (default
+//	                   pgxstore)
 //	-replica           this replica's name (default the host name)
 //	-callback-timeout  the callbacks' deadline (default 10s): with pgxstore
 //	                   a claim's lease is this plus nectarhooks.LeaseGrace;
@@ -90,7 +96,7 @@ func main() {
 	host, _ := os.Hostname()
 	var c config
 	flag.StringVar(&c.addr, "addr", "127.0.0.1:8080", "`address` to listen on")
-	flag.StringVar(&c.mode, "mode", "pgxstore", "pgxstore, separate or river")
+	flag.StringVar(&c.mode, "mode", "pgxstore", "pgxstore, separate, river or river-batch")
 	flag.StringVar(&c.replica, "replica", host, "this replica's `name`")
 	flag.DurationVar(&c.callbackTimeout, "callback-timeout", nectarhooks.DefaultCallbackTimeout, "the callbacks' `deadline`")
 	flag.IntVar(&c.workers, "workers", 20, "River workers in this replica")
@@ -138,7 +144,7 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 	}
 
 	// complete records the message as processed in the callback's
-	// transaction: the store's row, or River's job.
+	// transaction: the store's row, or the River job's marker.
 	var complete func(ctx context.Context, tx pgx.Tx) error
 	var client *river.Client[pgx.Tx]
 	var workers *river.Workers
@@ -153,7 +159,7 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		if c.mode == "separate" {
 			complete = nil
 		}
-	case "river":
+	case "river", "river-batch":
 		if err := riverqueue.Migrate(ctx, pool); err != nil {
 			return err
 		}
@@ -175,7 +181,7 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		opts = append(opts, nectarhooks.WithQueue(riverqueue.New(client)))
 		complete = riverqueue.CompleteTx
 	default:
-		return fmt.Errorf("-mode %q: want pgxstore, separate or river", c.mode)
+		return fmt.Errorf("-mode %q: want pgxstore, separate, river or river-batch", c.mode)
 	}
 	h, err := nectarhooks.NewHandler(secret, opts...)
 	if err != nil {
@@ -213,7 +219,22 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		})
 	}
 	h.OnDocumentCreated(func(ctx context.Context, e *nectarhooks.DocumentCreated) error {
-		return work(ctx, e, nil)
+		if c.mode != "river-batch" {
+			return work(ctx, e, nil)
+		}
+		// No reads, so no interactive transaction: the write and the
+		// job's marker go in one round trip, as one implicit transaction.
+		m, _ := nectarhooks.MessageFromContext(ctx)
+		if _, err := pool.Exec(ctx, `INSERT INTO attempts (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica); err != nil {
+			return err
+		}
+		var b pgx.Batch
+		b.Queue(`INSERT INTO effects (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica)
+		if err := riverqueue.CompleteBatch(ctx, pool, &b); err != nil {
+			return err // nectarhooks.ErrAlreadyProcessed: acknowledged
+		}
+		time.Sleep(c.hold) // committed; River completes the job after this
+		return nil
 	})
 	h.OnConnectionUpdated(func(ctx context.Context, e *nectarhooks.ConnectionUpdated) error {
 		return work(ctx, e, func(tx pgx.Tx) error {

@@ -51,6 +51,7 @@ var documentedErrors = map[string]error{
 	"ErrKeyLookup":           nectarhooks.ErrKeyLookup,
 	"ErrPrivateKey":          nectarhooks.ErrPrivateKey,
 	"ErrStale":               nectarhooks.ErrStale,
+	"ErrAlreadyProcessed":    nectarhooks.ErrAlreadyProcessed,
 }
 
 // errorRow is one row of a table of errors: the names in its first column
