@@ -204,9 +204,10 @@ func CompleteTx(ctx context.Context, tx pgx.Tx) error {
 // b must not hold transaction statements (BEGIN, COMMIT, SAVEPOINT): a
 // COMMIT in it would commit the writes before the marker. b is not
 // changed; the marker is sent after its queries. A query's callbacks
-// (pgx.QueuedQuery's Exec, Query and QueryRow) run as pgx runs them, and
-// an error they return rolls everything back. nil b sends the marker
-// alone.
+// (pgx.QueuedQuery's Exec, Query and QueryRow) run as pgx reads the
+// results, after PostgreSQL committed: an error they return is returned,
+// and rolls nothing back (River retries the job, whose next attempt finds
+// the marker). nil b sends the marker alone.
 //
 // It returns the errors CompleteTx returns; an error of one of b's
 // queries, wrapped, rolls everything back too.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/assert"
@@ -62,11 +63,29 @@ func (e *effectsEnv) signal(name string) chan struct{} {
 // effectTx writes the message's effect row and its marker in one
 // interactive transaction (CompleteTx).
 func effectTx(ctx context.Context, db *pgxpool.Pool, id string) error {
+	return effectTxWith(ctx, db, id, nil, nil)
+}
+
+// effectTxWith is effectTx with beforeMark run after the effect row and
+// afterMark after the marker, in the transaction (nil: nothing): the
+// cases' faults and races.
+func effectTxWith(ctx context.Context, db *pgxpool.Pool, id string, beforeMark, afterMark func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
 			return err
 		}
-		return riverqueue.CompleteTx(ctx, tx)
+		if beforeMark != nil {
+			if err := beforeMark(tx); err != nil {
+				return err
+			}
+		}
+		if err := riverqueue.CompleteTx(ctx, tx); err != nil {
+			return err
+		}
+		if afterMark != nil {
+			return afterMark(tx)
+		}
+		return nil
 	})
 }
 
@@ -133,16 +152,13 @@ func TestCompleteTx(t *testing.T) {
 					defer close(env.signal(id + " committed"))
 					return effectTx(ctx, env.db, id)
 				}
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
+				return effectTxWith(ctx, env.db, id, func(pgx.Tx) error {
 					if err := makeAvailable(ctx, env.pool, id); err != nil {
 						return err
 					}
 					await(t, env.signal(id+" committed"), "commit of the second attempt")
-					return riverqueue.CompleteTx(ctx, tx)
-				})
+					return nil
+				}, nil)
 			},
 			wantRuns: 2, wantErrs: map[int]error{1: nectarhooks.ErrAlreadyProcessed, 2: nil},
 			wantEffects: 1, wantState: rivertype.JobStateCompleted},
@@ -153,17 +169,13 @@ func TestCompleteTx(t *testing.T) {
 					await(t, env.signal(id+" marked"), "marker of the first attempt")
 					return effectTx(ctx, env.db, id) // waits for the first's commit
 				}
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
+				return effectTxWith(ctx, env.db, id, func(pgx.Tx) error {
 					if err := makeAvailable(ctx, env.pool, id); err != nil {
 						return err
 					}
 					await(t, env.signal(id+" started"), "start of the second attempt")
-					if err := riverqueue.CompleteTx(ctx, tx); err != nil {
-						return err
-					}
+					return nil
+				}, func(pgx.Tx) error {
 					close(env.signal(id + " marked"))
 					time.Sleep(200 * time.Millisecond) // the second attempt waits on the marker's lock
 					return nil
@@ -173,15 +185,10 @@ func TestCompleteTx(t *testing.T) {
 			wantEffects: 1, wantState: rivertype.JobStateCompleted},
 		effectsCase{name: "tx: job deleted while its callback ran",
 			run: func(ctx context.Context, _ *testing.T, env *effectsEnv, _ int, id string) error {
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
-					if _, err := env.pool.Exec(ctx, `DELETE FROM river_job WHERE kind = $1 AND args->>'id' = $2`, riverqueue.Kind, id); err != nil {
-						return err
-					}
-					return riverqueue.CompleteTx(ctx, tx)
-				})
+				return effectTxWith(ctx, env.db, id, func(pgx.Tx) error {
+					_, err := env.pool.Exec(ctx, `DELETE FROM river_job WHERE kind = $1 AND args->>'id' = $2`, riverqueue.Kind, id)
+					return err
+				}, nil)
 			},
 			// Nothing fences a job that is gone: its one run commits.
 			wantRuns: 1, wantErrs: map[int]error{1: nil}, wantEffects: 1},
@@ -190,13 +197,7 @@ func TestCompleteTx(t *testing.T) {
 				if run > 1 {
 					return effectTx(ctx, env.db, id)
 				}
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
-					if err := riverqueue.CompleteTx(ctx, tx); err != nil {
-						return err
-					}
+				return effectTxWith(ctx, env.db, id, nil, func(tx pgx.Tx) error {
 					return riverqueue.CompleteTx(ctx, tx)
 				})
 			},
@@ -205,21 +206,24 @@ func TestCompleteTx(t *testing.T) {
 		effectsCase{name: "tx: rolled back and retried within one run",
 			run: func(ctx context.Context, _ *testing.T, env *effectsEnv, _ int, id string) error {
 				errRetry := errors.New("could not serialize access")
-				err := pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
-					if err := riverqueue.CompleteTx(ctx, tx); err != nil {
-						return err
-					}
-					return errRetry
-				})
+				err := effectTxWith(ctx, env.db, id, nil, func(pgx.Tx) error { return errRetry })
 				if !errors.Is(err, errRetry) {
 					return fmt.Errorf("first transaction: %w", err)
 				}
 				return effectTx(ctx, env.db, id)
 			},
 			wantRuns: 1, wantErrs: map[int]error{1: nil}, wantEffects: 1, wantState: rivertype.JobStateCompleted},
+		effectsCase{name: "batch: a query's callback fails, after the commit",
+			run: func(ctx context.Context, _ *testing.T, env *effectsEnv, run int, id string) error {
+				if run > 1 {
+					return effectBatch(ctx, env.db, id)
+				}
+				var b pgx.Batch
+				b.Queue(`INSERT INTO effects (message_id) VALUES ($1)`, id).Exec(func(pgconn.CommandTag) error { return errDied })
+				return riverqueue.CompleteBatch(ctx, env.db, &b)
+			},
+			wantRuns: 2, wantErrs: map[int]error{1: errDied, 2: nectarhooks.ErrAlreadyProcessed},
+			wantEffects: 1, wantState: rivertype.JobStateCompleted},
 		effectsCase{name: "batch: a query fails, nothing commits",
 			run: func(ctx context.Context, _ *testing.T, env *effectsEnv, run int, id string) error {
 				if run > 1 {
@@ -270,13 +274,7 @@ func TestCompleteFaults(t *testing.T) {
 				if run > 1 {
 					return effectTx(ctx, env.db, id)
 				}
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
-					if err := riverqueue.CompleteTx(ctx, tx); err != nil {
-						return err
-					}
+				return effectTxWith(ctx, env.db, id, nil, func(pgx.Tx) error {
 					loseReply(env)
 					return nil // BeginFunc's COMMIT runs; its reply is lost
 				})
@@ -302,13 +300,7 @@ func TestCompleteFaults(t *testing.T) {
 				if run > 1 {
 					return effectTx(ctx, env.db, id)
 				}
-				return pgx.BeginFunc(ctx, env.db, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, `INSERT INTO effects (message_id) VALUES ($1)`, id); err != nil {
-						return err
-					}
-					if err := riverqueue.CompleteTx(ctx, tx); err != nil {
-						return err
-					}
+				return effectTxWith(ctx, env.db, id, nil, func(pgx.Tx) error {
 					env.proxy.Freeze()
 					time.AfterFunc(time.Second, func() { env.proxy.Cut(); env.proxy.Thaw() })
 					return nil // BeginFunc's COMMIT hangs until the cut
