@@ -76,9 +76,10 @@ func WithKeyCache(size int, ttl time.Duration) Option {
 // is remembered per account, since Svix delivers one message with one id
 // to every endpoint subscribed to it. WithSecrets is refused: every key
 // comes from lookup; so is WithQueue with a Queue that is no AccountQueue
-// (riverqueue's is one; WithAsync works too). The Handler has no Verifier (Verifier returns nil),
-// and its Dispatch, which has no request to take the account from, fails
-// with ErrUnknownAccount.
+// (riverqueue's is one; WithAsync works too). The Handler has no Verifier
+// (Verifier returns nil). Deliveries that do not arrive through net/http
+// go through DispatchAccount, which is given the account: Dispatch has no
+// request to take it from, and fails with ErrUnknownAccount.
 func NewAccountHandler(account func(*http.Request) string, lookup KeyLookup, opts ...Option) (*Handler, error) {
 	if account == nil || lookup == nil {
 		return nil, fmt.Errorf("%w: NewAccountHandler needs an account function and a KeyLookup", errInvalidOption)
@@ -142,15 +143,11 @@ func (e *accountEntry) pending() bool {
 	}
 }
 
-// verifier returns the Verifier of r's account, and the account.
-func (a *accountKeys) verifier(ctx context.Context, r *http.Request) (*Verifier, string, error) {
-	if r == nil {
-		return nil, "", fmt.Errorf("%w: an account Handler takes the account from the request, and Dispatch has none; serve it with ServeHTTP", ErrUnknownAccount)
-	}
-	name := a.account(r)
+// verifier returns the Verifier of the account name.
+func (a *accountKeys) verifier(ctx context.Context, name string) (*Verifier, error) {
 	// An account becomes part of idempotency keys and logs, as an id does.
 	if CheckMessageID(name) != nil {
-		return nil, "", fmt.Errorf("%w: the request names no valid account (want 1 to %d bytes of printable ASCII without spaces)", ErrUnknownAccount, MaxMessageIDLength)
+		return nil, fmt.Errorf("%w: no valid account (want 1 to %d bytes of printable ASCII without spaces)", ErrUnknownAccount, MaxMessageIDLength)
 	}
 	now := a.opts.clock()
 	a.mu.Lock()
@@ -170,15 +167,15 @@ func (a *accountKeys) verifier(ctx context.Context, r *http.Request) (*Verifier,
 		}
 		close(e.ready)
 		a.mu.Unlock()
-		return v, name, err
+		return v, err
 	}
 	a.mu.Unlock()
 	select {
 	case <-e.ready:
 	case <-ctx.Done():
-		return nil, name, fmt.Errorf("%w: account %q: %w", ErrKeyLookup, name, ctx.Err())
+		return nil, fmt.Errorf("%w: account %q: %w", ErrKeyLookup, name, ctx.Err())
 	}
-	return e.v, name, e.err
+	return e.v, e.err
 }
 
 // makeRoomLocked drops an arbitrary settled entry when the cache is full.

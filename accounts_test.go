@@ -102,6 +102,14 @@ func (f *acFixture) send(t testing.TB, account, id string, sign func(id string, 
 	return rec.Code
 }
 
+// dispatch delivers f.body to account as send does, through
+// DispatchAccount, and returns its error.
+func (f *acFixture) dispatch(t testing.TB, account, id string, sign func(id string, ts int64, body []byte) string) error {
+	t.Helper()
+	ts := f.clock.read().Unix()
+	return f.h.DispatchAccount(context.Background(), account, f.body, vtHeaders(id, strconv.FormatInt(ts, 10), sign(id, ts, f.body)))
+}
+
 // got returns the Message of the callback the last delivery ran, and fails
 // if it ran none: callbacks run before ServeHTTP answers.
 func (f *acFixture) got(t testing.TB) Message {
@@ -173,6 +181,21 @@ func TestAccountHandler(t *testing.T) {
 				assert.Equal(t, c.status, StatusCode(err))
 				return
 			}
+			m := f.got(t)
+			assert.Equal(t, c.account, m.Account)
+			assert.Equal(t, id, m.ID)
+		})
+		// The same delivery, not through net/http (an AWS Lambda
+		// function's, say): the same outcome.
+		t.Run("DispatchAccount/"+c.name, func(t *testing.T) {
+			id := "msg_d" + fmt.Sprint(time.Now().UnixNano())
+			err := f.dispatch(t, c.account, id, c.sign)
+			assert.Equal(t, c.status, StatusCode(err))
+			if c.err != nil {
+				require.ErrorIs(t, err, c.err)
+				return
+			}
+			require.NoError(t, err)
 			m := f.got(t)
 			assert.Equal(t, c.account, m.Account)
 			assert.Equal(t, id, m.ID)
@@ -403,6 +426,11 @@ func TestAccountHandlerRefusals(t *testing.T) {
 	assert.Nil(t, h.Verifier())
 	err = h.Dispatch(context.Background(), []byte(vtBody), vtHeaders(vtID, vtTSText, vtSig))
 	require.ErrorIs(t, err, ErrUnknownAccount)
+	assert.Contains(t, err.Error(), "DispatchAccount")
+	plain, err := NewHandler(vtSecret)
+	require.NoError(t, err)
+	err = plain.DispatchAccount(context.Background(), "acme", []byte(vtBody), vtHeaders(vtID, vtTSText, vtSig))
+	require.ErrorIs(t, err, ErrUnknownAccount, "an account given to a Handler without accounts")
 	for _, account := range []string{"", "has space", "tab\t", string(make([]byte, MaxMessageIDLength+1))} {
 		r := httptest.NewRequest(http.MethodPost, "/", io.NopCloser(bytes.NewReader([]byte(vtBody))))
 		r.Header = vtHeaders(vtID, vtTSText, vtSig)
@@ -410,6 +438,8 @@ func TestAccountHandlerRefusals(t *testing.T) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		assert.Equal(t, 401, rec.Code, "account %q", account)
+		err := h.DispatchAccount(context.Background(), account, []byte(vtBody), vtHeaders(vtID, vtTSText, vtSig))
+		require.ErrorIs(t, err, ErrUnknownAccount, "DispatchAccount, account %q", account)
 	}
 }
 

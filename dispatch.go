@@ -303,7 +303,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ob.end(StatusCode(err), err)
 		return
 	}
-	ctx, ev, err := h.open(ob.ctx, r, body, r.Header, &ob)
+	account := ""
+	if h.accounts != nil {
+		account = h.accounts.account(r)
+	}
+	ctx, ev, err := h.open(ob.ctx, account, body, r.Header, &ob)
 	if err == nil {
 		queued := h.queued()
 		if queued {
@@ -427,8 +431,30 @@ func acknowledged(err error, msg *Message) (string, bool) {
 // the caller has the error, and a *PanicError in it has the stack. With
 // WithAsync it queues the message as ServeHTTP does.
 func (h *Handler) Dispatch(ctx context.Context, payload []byte, header http.Header) error {
+	if h.accounts != nil {
+		return fmt.Errorf("%w: an account Handler takes the account from the request, and Dispatch has none: use DispatchAccount", ErrUnknownAccount)
+	}
+	return h.dispatch(ctx, "", payload, header)
+}
+
+// DispatchAccount is Dispatch for a Handler of NewAccountHandler: account
+// is the account whose keys verify the delivery, as the Handler's account
+// function would have taken it from the request (a path segment, say, of
+// an AWS Lambda function's event). The message is then that account's
+// (Message.Account), remembered by the idempotency store under it. On a
+// Handler of NewHandler, account must be "", and DispatchAccount is
+// Dispatch; any other account is refused with ErrUnknownAccount.
+func (h *Handler) DispatchAccount(ctx context.Context, account string, payload []byte, header http.Header) error {
+	if h.accounts == nil && account != "" {
+		return fmt.Errorf("%w: account %q given to a Handler of NewHandler, which has no accounts", ErrUnknownAccount, account)
+	}
+	return h.dispatch(ctx, account, payload, header)
+}
+
+// dispatch is Dispatch and DispatchAccount.
+func (h *Handler) dispatch(ctx context.Context, account string, payload []byte, header http.Header) error {
 	ob := h.observe(ctx, Delivery{Stage: StageReceive})
-	mctx, ev, err := h.open(ob.ctx, nil, payload, header, &ob)
+	mctx, ev, err := h.open(ob.ctx, account, payload, header, &ob)
 	if err != nil {
 		if mctx != nil {
 			err = h.giveUp(mctx, &mctx.msg, err, false)
@@ -480,11 +506,11 @@ func (h *Handler) DispatchVerified(ctx context.Context, msg Message) error {
 // is verified it returns a context over parent carrying the Message, also
 // when the payload then fails to decode, so that the error handler can
 // tell which message it was.
-func (h *Handler) open(parent context.Context, r *http.Request, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
-	v, account := h.verifier, ""
+func (h *Handler) open(parent context.Context, account string, payload []byte, header http.Header, ob *observation) (*msgContext, Event, error) {
+	v := h.verifier
 	if h.accounts != nil {
 		var err error
-		if v, account, err = h.accounts.verifier(parent, r); err != nil {
+		if v, err = h.accounts.verifier(parent, account); err != nil {
 			ob.lap(&ob.d.Verify)
 			return nil, nil, err
 		}
