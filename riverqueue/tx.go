@@ -48,7 +48,9 @@ const effectsTable = "nectarhooks_job_effects"
 // Triggers, not a foreign key: a foreign key's check on every insert
 // locks the job's row and costs about a tenth of the rate of the workers
 // (docs/effects.md). A marker written for a job deleted while its
-// callback ran stays behind; nothing reads it.
+// callback ran stays behind; nothing reads it. A migration that drops
+// river_job (River's migrate-down to version 0) drops the triggers with
+// it and leaves the table: drop nectarhooks_job_effects too.
 const EffectsTableSQL = `CREATE TABLE IF NOT EXISTS ` + effectsTable + ` (
 	job_id bigint PRIMARY KEY,
 	attempt integer NOT NULL,
