@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nectarhooks/nectarhooks/internal/edkey"
 )
 
 // ErrVerification matches, with errors.Is, every error that means a message
@@ -358,12 +360,7 @@ func (st *macState) matchAt(sigs string, start int) bool {
 
 // sign computes the base64 v1 signature of a message into st.want.
 func (st *macState) sign(id string, ts int64, payload []byte) {
-	// Svix signs the timestamp as it parsed it, so a header of
-	// "+1614265330" is signed as "1614265330".
-	st.prefix = append(st.prefix[:0], id...)
-	st.prefix = append(st.prefix, '.')
-	st.prefix = strconv.AppendInt(st.prefix, ts, 10)
-	st.prefix = append(st.prefix, '.')
+	st.prefix = edkey.AppendPrefix(st.prefix[:0], id, ts)
 	st.mac.Reset()
 	st.mac.Write(st.prefix)
 	st.mac.Write(payload)

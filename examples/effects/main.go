@@ -190,9 +190,16 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 
 	// The service's work: one transaction per message, its writes and
 	// the message's completion together.
-	work := func(ctx context.Context, ev nectarhooks.Event, write func(tx pgx.Tx) error) error {
+	// attempt records, before the callback's writes, that this replica
+	// started the message: what the tests count takeovers by.
+	attempt := func(ctx context.Context) (nectarhooks.Message, error) {
 		m, _ := nectarhooks.MessageFromContext(ctx)
-		if _, err := pool.Exec(ctx, `INSERT INTO attempts (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica); err != nil {
+		_, err := pool.Exec(ctx, `INSERT INTO attempts (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica)
+		return m, err
+	}
+	work := func(ctx context.Context, ev nectarhooks.Event, write func(tx pgx.Tx) error) error {
+		m, err := attempt(ctx)
+		if err != nil {
 			return err
 		}
 		if complete == nil {
@@ -224,8 +231,8 @@ func run(ctx context.Context, logger *slog.Logger, c config) error {
 		}
 		// No reads, so no interactive transaction: the write and the
 		// job's marker go in one round trip, as one implicit transaction.
-		m, _ := nectarhooks.MessageFromContext(ctx)
-		if _, err := pool.Exec(ctx, `INSERT INTO attempts (message_id, replica) VALUES ($1, $2)`, m.ID, c.replica); err != nil {
+		m, err := attempt(ctx)
+		if err != nil {
 			return err
 		}
 		var b pgx.Batch

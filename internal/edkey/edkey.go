@@ -92,9 +92,16 @@ func Sign(key ed25519.PrivateKey, id string, timestamp int64, payload []byte) st
 // "id.timestamp.payload", and returns the extended slice: Sign and the
 // core's verifier build it alike.
 func AppendContent(dst []byte, id string, timestamp int64, payload []byte) []byte {
+	return append(AppendPrefix(dst, id, timestamp), payload...)
+}
+
+// AppendPrefix appends to dst what both schemes sign before the payload,
+// "id.timestamp.", the timestamp as parsed (a header of "+1614265330" is
+// signed as "1614265330"): the core's HMAC ("v1"), which writes the
+// payload to the MAC on its own, and AppendContent ("v1a").
+func AppendPrefix(dst []byte, id string, timestamp int64) []byte {
 	dst = append(dst, id...)
 	dst = append(dst, '.')
 	dst = strconv.AppendInt(dst, timestamp, 10)
-	dst = append(dst, '.')
-	return append(dst, payload...)
+	return append(dst, '.')
 }
