@@ -331,11 +331,10 @@ func TestFuzzParseCorpus(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	// The seed files under testdata/fuzz/FuzzParse are loaded by go test;
-	// the big inputs are added here.
-	for _, in := range bigInputs {
-		f.Add([]byte(in))
-	}
+	// The seed files under testdata/fuzz/FuzzParse are loaded by go test.
+	// bigInputs stay in TestParseMatchesOracle: as seeds, the fuzzer spent
+	// its time mutating 50 KB of nesting (146 executions in CI's 15 s,
+	// against 120,260 without them).
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		checkAgainstOracle(t, payload)
 	})
